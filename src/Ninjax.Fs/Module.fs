@@ -1,0 +1,183 @@
+namespace Ninjax
+
+open System
+open System.Collections.Concurrent
+open System.Collections.Generic
+open System.Runtime.InteropServices
+open System.Text.RegularExpressions
+open TorchSharp
+
+/// A submodule slot that Sub opened: the next module constructed takes its path.
+type internal PendingSub(path: string) =
+    member _.Path = path
+    member val Taken = false with get, set
+
+/// Scoping of modules while they are constructed. .NET constructors cannot be wrapped the way
+/// ninjax wraps __init__, so a parent opens a slot with Sub and the child's base constructor
+/// takes it: F# classes and C# subclasses get the same paths, and construction order decides
+/// nothing else.
+type internal Construction private () =
+    [<ThreadStatic; DefaultValue>]
+    static val mutable private pending: Stack<PendingSub>
+
+    static member Stack =
+        if isNull Construction.pending then Construction.pending <- Stack()
+        Construction.pending
+
+/// Caches compiled filters so GetM never compiles a regex per call.
+module internal Filters =
+    let private cache = ConcurrentDictionary<string, Regex>()
+
+    /// The regex for a GetM filter, anchored at the start of the relative key as in ninjax.
+    let get (pattern: string) : Regex =
+        cache.GetOrAdd(pattern, fun p -> Regex(@"\A(?:" + p + ")", RegexOptions.Compiled ||| RegexOptions.CultureInvariant))
+
+/// The base class of every module. A module owns the state keys under its path; it reads and
+/// writes them with Get, Put, Value, Read and Write inside a purified call, and creates
+/// submodules with Sub (in its constructor or inline). Give top-level modules a name; a module
+/// made through Sub takes the name Sub gives it, under its parent's path.
+[<AllowNullLiteral>]
+type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as this =
+
+    let path =
+        let stack = Construction.Stack
+        if stack.Count > 0 && not (stack.Peek().Taken) then
+            let slot = stack.Peek()
+            slot.Taken <- true
+            slot.Path
+        elif stack.Count > 0 then
+            raise (
+                InvalidOperationException(
+                    sprintf
+                        "A %s named '%s' was constructed while '%s' was being built, without going through Sub. Create submodules with parent.Sub(\"name\", fun () -> ...) so they are scoped under their parent."
+                        (this.GetType().Name) name (stack.Peek().Path)
+                )
+            )
+        elif isNull name then
+            raise (
+                ArgumentException(
+                    sprintf
+                        "A top-level %s needs a name (pass name = \"model\" to its constructor), or create it as a submodule with parent.Sub(\"name\", ...)."
+                        (this.GetType().Name),
+                    "name"
+                )
+            )
+        else
+            Key.validateName name
+            name
+
+    let children = Dictionary<string, Module>()
+
+    let keyOf (entry: string) =
+        Key.validate entry
+        path + "/" + entry
+
+    /// The module's path, such as <c>model/h1</c>; its state keys lie under it.
+    member _.Path: string = path
+
+    /// The last segment of the path.
+    member _.Name: string =
+        match path.LastIndexOf '/' with
+        | -1 -> path
+        | i -> path.Substring(i + 1)
+
+    /// Reads the entry <paramref name="name"/> of this module, creating it with
+    /// <paramref name="ctor"/> on first use (ninjax's get).
+    member _.Get(name: string, ctor: Func<torch.Tensor>) : torch.Tensor =
+        if isNull ctor then raise (ArgumentNullException("ctor", sprintf "No constructor given for '%s'." name))
+        Ambient.exec (Prog.getKey (keyOf name) (Some(Ambient.ofImpure ctor.Invoke)))
+
+    /// Reads the existing entry <paramref name="name"/> of this module.
+    member _.Get(name: string) : torch.Tensor = Ambient.exec (Prog.getKey (keyOf name) None)
+
+    /// Writes the entry <paramref name="name"/> of this module and returns the value.
+    member _.Put(name: string, value: torch.Tensor) : torch.Tensor = Ambient.exec (Prog.putKey (keyOf name) value)
+
+    /// Writes several entries given by absolute keys, which must belong to this module.
+    member this.Put(mapping: IReadOnlyDictionary<string, torch.Tensor>) : unit = this.PutM mapping
+
+    /// The entries of this module (absolute keys) whose key relative to the module the regex
+    /// matches from its start; every returned key counts as read.
+    member _.GetM([<Optional; DefaultParameterValue(".*")>] filter: string) : State =
+        let regex = if filter = ".*" then None else Some(Filters.get filter)
+        Ambient.exec (Prog.scopeAt path (Prog.getm regex))
+
+    /// Writes several entries given by absolute keys, which must belong to this module.
+    member _.PutM(mapping: IReadOnlyDictionary<string, torch.Tensor>) : unit =
+        if isNull mapping then raise (ArgumentNullException("mapping"))
+        let entries =
+            match mapping with
+            | :? State as s -> s
+            | m -> State(m |> Seq.fold (fun (acc: Map<_, _>) kv -> acc.Add(kv.Key, kv.Value)) Map.empty)
+        Ambient.exec (Prog.scopeAt path (Prog.putm entries))
+
+    /// Defines and reads an entry (ninjax's value): created from <paramref name="make"/> on first use.
+    member this.Value(name: string, make: Func<torch.Tensor>) : torch.Tensor = this.Get(name, make)
+
+    /// Reads an existing entry of this module (ninjax's read).
+    member this.Read(name: string) : torch.Tensor = this.Get name
+
+    /// Updates an existing entry of this module (ninjax's write); shape and dtype must match.
+    member _.Write(name: string, value: torch.Tensor) : torch.Tensor =
+        let key = keyOf name
+        Ambient.exec (Prog.bind (fun (_: torch.Tensor) -> Prog.putKey key value) (Prog.getKey key None))
+
+    /// The entries of this module keyed relative to its path (ninjax's values).
+    member _.Values: State =
+        let prefix = path + "/"
+        let all = Ambient.exec (Prog.scopeAt path (Prog.getm None))
+        State(all.Entries |> Seq.fold (fun (m: Map<_, _>) kv -> m.Add(kv.Key.Substring prefix.Length, kv.Value)) Map.empty)
+
+    /// The submodule <paramref name="name"/>, constructed by <paramref name="make"/> on first use
+    /// with the path <c>Path/name</c>. Works in the constructor and inline in methods.
+    member _.Sub<'M when 'M :> Module>(name: string, make: Func<'M>) : 'M =
+        Key.validateName name
+        lock children (fun () ->
+            match children.TryGetValue name with
+            | true, existing ->
+                match existing with
+                | :? 'M as m -> m
+                | other ->
+                    raise (
+                        InvalidOperationException(
+                            sprintf "Submodule '%s' already exists as a %s, not a %s." other.Path (other.GetType().Name) typeof<'M>.Name
+                        )
+                    )
+            | _ ->
+                if isNull make then raise (ArgumentNullException("make", sprintf "Submodule '%s/%s' does not exist yet; give a constructor." path name))
+                let slot = PendingSub(path + "/" + name)
+                let stack = Construction.Stack
+                stack.Push slot
+                let made =
+                    try
+                        make.Invoke()
+                    finally
+                        stack.Pop() |> ignore
+                if isNull (box made) then raise (InvalidOperationException(sprintf "The constructor of submodule '%s' returned null." slot.Path))
+                if made.Path <> slot.Path then
+                    raise (
+                        InvalidOperationException(
+                            sprintf "The constructor given to Sub for '%s' must construct the module itself; it returned '%s'." slot.Path made.Path
+                        )
+                    )
+                children.[name] <- made
+                made)
+
+    /// Shows the type and path.
+    override _.ToString() = sprintf "%s(%s)" (this.GetType().Name) path
+
+    interface IScoped with
+        member _.Path = path
+
+/// A module holding one value under <c>Path/value</c> (ninjax's Variable).
+[<AllowNullLiteral>]
+type Variable(make: Func<torch.Tensor>, [<Optional; DefaultParameterValue(null: string)>] name: string) =
+    inherit Module(name)
+
+    /// Reads the value, creating it on first use.
+    member this.Read() : torch.Tensor = this.Value("value", make)
+
+    /// Writes the value (creating it first if needed, so its shape and dtype are known).
+    member this.Write(value: torch.Tensor) : torch.Tensor =
+        this.Value("value", make) |> ignore
+        this.Write("value", value)

@@ -1,0 +1,61 @@
+namespace Ninjax
+
+open TorchSharp
+
+/// The ninjax-style API for impure code: modules and functions that read and write the state of
+/// the purified call they run in. Each function here is a Prog operation run by the ambient
+/// interpreter (Ambient.exec), so it means exactly what the monadic version means.
+[<RequireQualifiedAccess; CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
+module Nj =
+
+    let private lift (f: 'A -> 'B) : 'A -> Nj<'B> = fun a -> Ambient.ofImpure (fun () -> f a)
+
+    /// Purifies an impure function with options: <c>state, output = f' state arg</c> (ninjax's pure).
+    let purifyWith (opts: Options) (f: 'A -> 'B) : State -> 'A -> State * 'B = Purify.fn opts (lift f)
+
+    /// Purifies an impure function with default options: no seed, create off, modify on.
+    let purify (f: 'A -> 'B) : State -> 'A -> State * 'B = purifyWith Options.defaults f
+
+    /// Purifies an impure function and also returns the keys it read, modified and created (track=true).
+    let purifyTracked (opts: Options) (f: 'A -> 'B) : State -> 'A -> Outcome<'B> =
+        fun state arg -> Purify.run opts (lift f arg) state
+
+    /// Runs an impure function with create and ignore on and returns the state it populates
+    /// (ninjax's init). Existing entries are kept as they are.
+    let initWith (opts: Options) (f: 'A -> 'B) : State -> 'A -> State = Purify.init opts (lift f)
+
+    /// initWith with a seed, the common case: <c>Nj.init 0L model.Train State.empty (x, y)</c>.
+    let init (seed: int64) (f: 'A -> 'B) : State -> 'A -> State = initWith (Options.seeded seed) f
+
+    /// A fresh random generator derived from the call's seed and a counter (ninjax's rng/seed).
+    let rng () : torch.Generator = Ambient.exec Prog.rng
+
+    /// True while the current call may create entries (ninjax's creating).
+    let creating () : bool = Ambient.exec Prog.creating
+
+    /// The whole state of the current call as it is now (ninjax's state).
+    let state () : State = Ambient.exec Prog.state
+
+    /// Reads an entry relative to the current scope, creating it on first use.
+    let get (name: string) (ctor: unit -> torch.Tensor) : torch.Tensor = Ambient.exec (Prog.get name (Ambient.ofImpure ctor))
+
+    /// Reads an existing entry relative to the current scope.
+    let read (name: string) : torch.Tensor = Ambient.exec (Prog.read name)
+
+    /// Writes an entry relative to the current scope.
+    let put (name: string) (value: torch.Tensor) : torch.Tensor = Ambient.exec (Prog.put name value)
+
+    /// Runs impure code one scope deeper.
+    let scope (name: string) (f: unit -> 'T) : 'T = Ambient.exec (Prog.scope name (Ambient.ofImpure f))
+
+    /// Gradient of an impure scalar loss with respect to targets: <c>loss, params, grads</c>.
+    let grad (f: 'A -> torch.Tensor) (targets: Target list) : 'A -> torch.Tensor * State * State =
+        fun arg -> Ambient.exec (Prog.grad (lift f arg) targets)
+
+    /// Gradient of an impure function returning a loss and an auxiliary value.
+    let gradAux (f: 'A -> torch.Tensor * 'Aux) (targets: Target list) : 'A -> torch.Tensor * State * State * 'Aux =
+        fun arg -> Ambient.exec (Prog.gradAux (lift f arg) targets)
+
+    /// Gradient with respect to state targets and explicit tensor inputs at once.
+    let gradFull (f: torch.Tensor list -> torch.Tensor * 'Aux) (targets: Target list) (inputs: torch.Tensor list) : Gradient<'Aux> =
+        Ambient.exec (Prog.gradFull (lift f) targets inputs)

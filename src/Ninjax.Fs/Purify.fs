@@ -1,0 +1,214 @@
+namespace Ninjax
+
+open System
+open System.Collections
+open System.Collections.Concurrent
+open System.Collections.Generic
+open System.Runtime.CompilerServices
+open Microsoft.FSharp.Reflection
+open TorchSharp
+
+/// How to run a purified call. Flags left as None take ninjax's defaults at the top level
+/// (create off, modify on, ignore off) and the enclosing call's flags when nested.
+type Options =
+    {
+        /// The seed randomness derives from; None makes Nj.rng fail with a clear message.
+        Seed: int64 option
+        /// May the call add keys?
+        Create: bool option
+        /// May the call change existing keys?
+        Modify: bool option
+        /// Are changes to existing keys silently dropped?
+        Ignore: bool option
+        /// May this call run inside another purified call?
+        Nested: bool
+        /// The function's name, for error messages.
+        Name: string
+    }
+
+/// Building options.
+[<RequireQualifiedAccess>]
+module Options =
+
+    /// No seed, default flags, not nested.
+    let defaults =
+        { Seed = None; Create = None; Modify = None; Ignore = None; Nested = false; Name = "the purified function" }
+
+    /// Default options with a seed.
+    let seeded (seed: int64) = { defaults with Seed = Some seed }
+
+    /// Sets the seed.
+    let withSeed (seed: int64) (o: Options) = { o with Seed = Some seed }
+
+    /// Sets the create flag.
+    let withCreate (create: bool) (o: Options) = { o with Create = Some create }
+
+    /// Sets the modify flag.
+    let withModify (modify: bool) (o: Options) = { o with Modify = Some modify }
+
+    /// Sets the ignore flag.
+    let withIgnore (ignore: bool) (o: Options) = { o with Ignore = Some ignore }
+
+    /// Marks the call as allowed inside another purified call.
+    let nested (o: Options) = { o with Nested = true }
+
+    /// Names the function for error messages.
+    let named (name: string) (o: Options) = { o with Name = name }
+
+/// The outcome of a purified call with tracking: the new state, the output, and the keys the
+/// call read, modified (even if ignored) and created.
+type Outcome<'T> =
+    {
+        /// The state after the call.
+        State: State
+        /// What the function returned.
+        Output: 'T
+        /// Keys read.
+        Read: Set<string>
+        /// Existing keys written (even when the write was ignored).
+        Modified: Set<string>
+        /// Keys created.
+        Created: Set<string>
+    }
+
+/// Finds the tensors inside a call's output, so they survive the call while its intermediates
+/// are freed. Walks tensors, states, tuples, collections, dictionaries, F# records and unions.
+module internal Survivors =
+
+    let private readers = ConcurrentDictionary<Type, obj -> obj[]>()
+
+    let private readerOf (t: Type) : obj -> obj[] =
+        readers.GetOrAdd(
+            t,
+            Func<Type, obj -> obj[]>(fun t ->
+                if FSharpType.IsRecord(t, true) then
+                    let read = FSharpValue.PreComputeRecordReader(t, true)
+                    fun (o: obj) -> read o |> Array.map box
+                elif FSharpType.IsUnion(t, true) && not (typeof<IEnumerable>.IsAssignableFrom t) then
+                    let tag = FSharpValue.PreComputeUnionTagReader(t, true)
+                    let cases =
+                        FSharpType.GetUnionCases(t, true)
+                        |> Array.map (fun c -> FSharpValue.PreComputeUnionReader(c, true))
+                    fun (o: obj) -> cases.[tag o] o
+                elif t.IsGenericType && t.GetGenericTypeDefinition() = typedefof<KeyValuePair<_, _>> then
+                    let k = t.GetProperty "Key"
+                    let v = t.GetProperty "Value"
+                    fun (o: obj) -> [| k.GetValue o; v.GetValue o |]
+                else
+                    fun _ -> [||])
+        )
+
+    let rec collect (o: obj) (acc: ResizeArray<torch.Tensor>) : unit =
+        match o with
+        | null -> ()
+        | :? torch.Tensor as t -> acc.Add t
+        | :? State as s ->
+            for kv in s.Entries do
+                acc.Add kv.Value
+        | :? string -> ()
+        | :? ITuple as tuple ->
+            for i in 0 .. tuple.Length - 1 do
+                collect tuple.[i] acc
+        | :? IDictionary as d ->
+            for v in d.Values do
+                collect v acc
+        | :? IEnumerable as e when (o :? ICollection || o :? IReadOnlyCollection<obj> || o :? IReadOnlyCollection<KeyValuePair<string, torch.Tensor>>) ->
+            for x in e do
+                collect x acc
+        | _ ->
+            let t = o.GetType()
+            if not t.IsPrimitive then
+                for x in readerOf t o do
+                    collect x acc
+
+/// Purification: running a program on an explicit state. This is the one place that defines
+/// what pure and init mean; everything else (the impure API, the C# facade) calls into it.
+[<RequireQualifiedAccess>]
+module Purify =
+
+    /// The flags a call runs with, from its options and the enclosing call (if any). An inner
+    /// call may not loosen the outer call's flags.
+    let internal resolveFlags (opts: Options) (outer: Frame) : Flags =
+        match outer with
+        | null ->
+            {
+                Create = defaultArg opts.Create false
+                Modify = defaultArg opts.Modify true
+                Ignore = defaultArg opts.Ignore false
+            }
+        | frame ->
+            if not opts.Nested then
+                raise (
+                    InvalidOperationException(
+                        sprintf
+                            "%s is called inside %s, another purified call. If that is intended, purify the inner function with nested options (Options.nested)."
+                            opts.Name frame.Env.Name
+                    )
+                )
+            let o = frame.Env.Flags
+            let flags =
+                {
+                    Create = defaultArg opts.Create o.Create
+                    Modify = defaultArg opts.Modify o.Modify
+                    Ignore = defaultArg opts.Ignore o.Ignore
+                }
+            if flags.Create && not o.Create then
+                raise (InvalidOperationException(sprintf "%s asks for create=true inside %s, which has create=false; an inner call cannot loosen its flags." opts.Name frame.Env.Name))
+            if flags.Modify && not o.Modify then
+                raise (InvalidOperationException(sprintf "%s asks for modify=true inside %s, which has modify=false; an inner call cannot loosen its flags." opts.Name frame.Env.Name))
+            if o.Ignore && not flags.Ignore then
+                raise (InvalidOperationException(sprintf "%s asks for ignore=false inside %s, which has ignore=true; an inner call cannot loosen its flags." opts.Name frame.Env.Name))
+            flags
+
+    /// Runs a program on a state and returns the outcome. The input state is never changed.
+    /// Tensors the program creates are freed when it returns, except those in its output and
+    /// the new or changed state entries.
+    let run (opts: Options) (program: Nj<'T>) (state: State) : Outcome<'T> =
+        if isNull state then raise (ArgumentNullException("state", "Pass a state (State.empty to start from nothing)."))
+        let outer = Ambient.tryCurrent ()
+        let flags = resolveFlags opts outer
+        let env =
+            {
+                Scope = ""
+                Flags = flags
+                Seed = opts.Seed
+                Name = opts.Name
+                GradDepth = (if isNull outer then 0 else outer.Env.GradDepth)
+                Disposables = ResizeArray()
+            }
+        let world0 = { State = state; Draws = 0L; Read = Set.empty; Modified = Set.empty; Created = Set.empty }
+        let scope = torch.NewDisposeScope()
+        try
+            let struct (output, world) = Prog.runIn env world0 program
+            let keep = ResizeArray<torch.Tensor>()
+            Survivors.collect (box output) keep
+            for key in Seq.append world.Created world.Modified do
+                match world.State.Entries.TryFind key with
+                | Some v -> keep.Add v
+                | None -> ()
+            for t in keep do
+                if scope.Contains t then scope.MoveToOuter t |> ignore
+            if not (isNull outer) then
+                let w = outer.World
+                outer.World <-
+                    { w with
+                        Read = Set.union w.Read world.Read
+                        Modified = Set.union w.Modified world.Modified
+                        Created = Set.union w.Created world.Created }
+            { State = world.State; Output = output; Read = world.Read; Modified = world.Modified; Created = world.Created }
+        finally
+            scope.Dispose()
+            for d in env.Disposables do
+                d.Dispose()
+
+    /// A function returning a program, purified: state and argument in, new state and output out.
+    let fn (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State * 'B =
+        fun state arg ->
+            let o = run opts (f arg) state
+            o.State, o.Output
+
+    /// Runs a program with create and ignore on and returns only the state: it adds every entry
+    /// the program would create and keeps every existing entry as it was.
+    let init (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State =
+        let opts = { opts with Create = Some true; Modify = Some true; Ignore = Some true }
+        fun state arg -> (run opts (f arg) state).State

@@ -1,0 +1,198 @@
+namespace Ninjax
+
+open System
+open System.Collections
+open System.Collections.Generic
+open TorchSharp
+
+/// Keys of the state: paths such as <c>model/h1/w</c>, segments of <c>[A-Za-z0-9_]+</c> joined by <c>/</c>.
+module Key =
+
+    let private isNameChar (c: char) =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c = '_'
+
+    /// The reason a key is malformed, or None when it is well formed. Hand-written rather than a
+    /// regex because it runs on every write.
+    let problem (key: string) : string option =
+        if isNull key then Some "a key cannot be null"
+        elif key.Length = 0 then Some "a key cannot be empty"
+        else
+            let mutable bad = None
+            let mutable segmentStart = 0
+            for i in 0 .. key.Length do
+                if bad.IsNone then
+                    if i = key.Length || key.[i] = '/' then
+                        if i = segmentStart then
+                            bad <- Some(sprintf "key '%s' has an empty segment at position %d" key i)
+                        segmentStart <- i + 1
+                    elif not (isNameChar key.[i]) then
+                        bad <-
+                            Some(
+                                sprintf
+                                    "key '%s' has the character '%c' at position %d; segments may only hold letters, digits and underscores"
+                                    key key.[i] i
+                            )
+            bad
+
+    /// Checks a whole key and raises ArgumentException naming it when it is malformed.
+    let validate (key: string) : unit =
+        match problem key with
+        | Some why -> raise (ArgumentException(sprintf "Invalid state key: %s." why, "key"))
+        | None -> ()
+
+    /// Checks a single name (one segment, no <c>/</c>), as used for module and entry names.
+    let validateName (name: string) : unit =
+        match problem name with
+        | Some why -> raise (ArgumentException(sprintf "Invalid name: %s." why, "name"))
+        | None when name.Contains '/' ->
+            raise (ArgumentException(sprintf "Invalid name '%s': a name is a single segment without '/'." name, "name"))
+        | None -> ()
+
+    /// Joins a scope and a name; the empty scope is the root.
+    let join (scope: string) (name: string) : string =
+        if String.IsNullOrEmpty scope then name else scope + "/" + name
+
+    /// True when <paramref name="key"/> is <paramref name="prefix"/> itself or lies under it.
+    let isUnder (prefix: string) (key: string) : bool =
+        key.StartsWith(prefix, StringComparison.Ordinal)
+        && (key.Length = prefix.Length || key.[prefix.Length] = '/')
+
+/// An immutable map from keys to tensors: the whole state of a model, its optimizer and anything
+/// else its modules keep. Updates return a new state and share structure with the old one, so
+/// a step that touches a few entries costs O(k log n), never a copy of the state.
+[<Sealed; AllowNullLiteral>]
+type State internal (entries: Map<string, torch.Tensor>) =
+
+    /// The empty state.
+    static member Empty = State(Map.empty)
+
+    /// The entries as an F# map (shared, not copied).
+    member internal _.Entries = entries
+
+    /// The number of entries.
+    member _.Count = entries.Count
+
+    /// The keys in ordinal order.
+    member _.Keys: IEnumerable<string> = entries |> Seq.map (fun kv -> kv.Key)
+
+    /// The tensor stored under a key; KeyNotFoundException naming the key when it is absent.
+    member _.Item
+        with get (key: string) =
+            match entries.TryFind key with
+            | Some t -> t
+            | None -> raise (KeyNotFoundException(sprintf "State has no entry '%s'." key))
+
+    /// True when the state holds the key.
+    member _.ContainsKey(key: string) = entries.ContainsKey key
+
+    /// Looks a key up without raising.
+    member _.TryGetValue(key: string, [<Runtime.InteropServices.Out>] value: byref<torch.Tensor>) =
+        match entries.TryFind key with
+        | Some t ->
+            value <- t
+            true
+        | None -> false
+
+    /// A short description listing the keys and shapes.
+    override _.ToString() =
+        let shown =
+            entries
+            |> Seq.truncate 20
+            |> Seq.map (fun kv -> sprintf "%s: %A %O" kv.Key kv.Value.shape kv.Value.dtype)
+            |> String.concat ", "
+        let more = if entries.Count > 20 then sprintf ", ... (%d entries)" entries.Count else ""
+        "State {" + shown + more + "}"
+
+    interface IReadOnlyDictionary<string, torch.Tensor> with
+        member this.Item with get key = this.[key]
+        member this.Keys = this.Keys
+        member _.Values = entries |> Seq.map (fun kv -> kv.Value)
+        member this.ContainsKey key = this.ContainsKey key
+        member this.TryGetValue(key, value) = this.TryGetValue(key, &value)
+        member _.Count = entries.Count
+        member _.GetEnumerator() : IEnumerator<KeyValuePair<string, torch.Tensor>> =
+            (entries :> seq<KeyValuePair<string, torch.Tensor>>).GetEnumerator()
+        member _.GetEnumerator() : IEnumerator =
+            (entries :> IEnumerable).GetEnumerator()
+
+/// Functions over states.
+[<RequireQualifiedAccess>]
+module State =
+
+    /// The empty state.
+    let empty = State.Empty
+
+    /// Builds a state from key/tensor pairs, validating every key; a repeated key is an error.
+    let ofSeq (pairs: seq<string * torch.Tensor>) : State =
+        let mutable m = Map.empty
+        for k, v in pairs do
+            Key.validate k
+            if isNull (box v) then raise (ArgumentNullException("value", sprintf "The tensor for key '%s' is null." k))
+            if m.ContainsKey k then raise (ArgumentException(sprintf "Key '%s' appears twice." k, "pairs"))
+            m <- m.Add(k, v)
+        State m
+
+    /// Builds a state from an F# map, validating every key.
+    let ofMap (map: Map<string, torch.Tensor>) : State = map |> Map.toSeq |> ofSeq
+
+    /// Builds a state from any dictionary (for example one built in C#), validating every key.
+    let ofDictionary (dict: IReadOnlyDictionary<string, torch.Tensor>) : State =
+        dict |> Seq.map (fun kv -> kv.Key, kv.Value) |> ofSeq
+
+    /// The entries as an F# map (no copy).
+    let toMap (state: State) : Map<string, torch.Tensor> = state.Entries
+
+    /// The entries as key/tensor pairs in key order.
+    let toSeq (state: State) : seq<string * torch.Tensor> = state.Entries |> Map.toSeq
+
+    /// The keys in key order.
+    let keys (state: State) : string list = state.Entries |> Seq.map (fun kv -> kv.Key) |> List.ofSeq
+
+    /// The number of entries.
+    let count (state: State) = state.Count
+
+    /// The tensor under a key, if any.
+    let tryFind (key: string) (state: State) : torch.Tensor option = state.Entries.TryFind key
+
+    /// The tensor under a key; KeyNotFoundException naming the key when absent.
+    let find (key: string) (state: State) : torch.Tensor = state.[key]
+
+    /// True when the state holds the key.
+    let containsKey (key: string) (state: State) = state.Entries.ContainsKey key
+
+    /// Adds or replaces one entry (no flags: this is plain data manipulation, not a module write).
+    let add (key: string) (value: torch.Tensor) (state: State) : State =
+        Key.validate key
+        State(state.Entries.Add(key, value))
+
+    /// Removes an entry if present.
+    let remove (key: string) (state: State) : State = State(state.Entries.Remove key)
+
+    /// The entries whose key satisfies a predicate.
+    let filter (predicate: string -> torch.Tensor -> bool) (state: State) : State =
+        State(Map.filter predicate state.Entries)
+
+    /// The entries at or under a key prefix (a key matches itself and everything below it).
+    let under (prefix: string) (state: State) : State = filter (fun k _ -> Key.isUnder prefix k) state
+
+    /// Both states' entries; where both hold a key, the right one wins.
+    let merge (left: State) (right: State) : State =
+        State(Map.fold (fun (acc: Map<_, _>) k v -> acc.Add(k, v)) left.Entries right.Entries)
+
+    /// Applies a function to every tensor.
+    let map (f: string -> torch.Tensor -> torch.Tensor) (state: State) : State = State(Map.map f state.Entries)
+
+    /// Existing keys close to a missing one, for error messages: siblings under the same parent
+    /// first, then keys sharing the longest prefix.
+    let nearby (key: string) (state: State) : string list =
+        let commonPrefix (a: string) (b: string) =
+            let n = min a.Length b.Length
+            let mutable i = 0
+            while i < n && a.[i] = b.[i] do
+                i <- i + 1
+            i
+        state.Entries
+        |> Seq.map (fun kv -> kv.Key)
+        |> Seq.sortByDescending (fun k -> commonPrefix key k, -abs (k.Length - key.Length))
+        |> Seq.truncate 5
+        |> List.ofSeq

@@ -1,0 +1,26 @@
+/// Test entry point. Must be the last file in compile order.
+module Ninjax.Tests.Main
+
+open System
+open System.IO
+open Expecto
+open Expecto.Impl
+
+/// Environment variable naming the file that receives the machine-readable summary.
+[<Literal>]
+let SummaryEnvVar = "NINJAX_TEST_SUMMARY"
+
+/// Writes `passed=N failed=N skipped=N` (failed includes errored) to $NINJAX_TEST_SUMMARY, if set.
+let private writeSummary (summary: TestRunSummary) =
+    match Environment.GetEnvironmentVariable SummaryEnvVar with
+    | null | "" -> ()
+    | path ->
+        let passed = List.length summary.passed
+        let failed = List.length summary.failed + List.length summary.errored
+        let skipped = List.length summary.ignored
+        File.WriteAllText(path, sprintf "passed=%d failed=%d skipped=%d\n" passed failed skipped)
+
+[<EntryPoint>]
+let main argv =
+    let extra = [ CLIArguments.Append_Summary_Handler(SummaryHandler writeSummary) ]
+    Tests.runTestsInAssemblyWithCLIArgs extra argv

@@ -1,0 +1,91 @@
+module Ninjax.Tests.ScenarioTests
+
+open System
+open System.Threading.Tasks
+open Expecto
+open TorchSharp
+open Ninjax
+open Ninjax.Tests.Helpers
+
+/// The seed README's Quickstart model, written as an F# user would.
+type MyModel(size: int, ?lr: float, ?name: string) as this =
+    inherit Module(defaultArg name "model")
+    let lr = defaultArg lr 0.01
+    let h1 = this.Sub("h1", fun () -> Linear 128)
+    let h2 = this.Sub("h2", fun () -> Linear 128)
+
+    member this.Predict(x: torch.Tensor) =
+        let x = torch.nn.functional.relu (h1.Forward x)
+        let x = torch.nn.functional.relu (h2.Forward x)
+        let x = this.Sub("h3", fun () -> Linear(size, useBias = false)).Forward x
+        x + this.Get("bias", fun () -> torch.zeros(int64 size))
+
+    member this.Loss(x: torch.Tensor, y: torch.Tensor) = (this.Predict x - y).square().mean()
+
+    member this.Train(x: torch.Tensor, y: torch.Tensor) =
+        let targets = [ Target.Module h1; Target.Module h2; Target.Key(this.Path + "/h3"); Target.Key(this.Path + "/bias") ]
+        let loss, ps, gs = Nj.grad this.Loss targets (x, y)
+        this.PutM(State.map (fun k p -> p - lr * gs.[k]) ps)
+        loss
+
+[<Tests>]
+let tests =
+    testList "scenarios" [
+        testCase "quickstart: bias is zero after init and the loss falls over 10 steps" <| fun () ->
+            let model = MyModel(3, lr = 0.01)
+            let x = torch.ones(64L, 32L)
+            let y = torch.ones(64L, 3L)
+            let state = Nj.init 0L model.Train State.empty (x, y)
+            expectIdentical state.["model/bias"] (torch.zeros 3L) "bias zeros"
+            Expect.equal
+                (State.keys state)
+                [ "model/bias"; "model/h1/b"; "model/h1/w"; "model/h2/b"; "model/h2/w"; "model/h3/w" ]
+                "entries"
+            let train = Nj.purify model.Train
+            let losses =
+                List.scan (fun (s, _) _ -> train s (x, y)) (state, torch.tensor Single.NaN) [ 1..10 ]
+                |> List.tail
+                |> List.map (fun (_, l) -> l.item<float32> ())
+            Expect.isLessThan (List.last losses) (List.head losses * 0.5f) "loss falls"
+            Expect.isTrue (List.pairwise losses |> List.forall (fun (a, b) -> b < a)) (sprintf "monotone: %A" losses)
+
+        testCase "the same seed gives bit-identical parameters, another seed different ones" <| fun () ->
+            let model = MyModel(3)
+            let x = torch.ones(4L, 5L)
+            let y = torch.ones(4L, 3L)
+            let a = Nj.init 7L model.Train State.empty (x, y)
+            let b = Nj.init 7L model.Train State.empty (x, y)
+            let c = Nj.init 8L model.Train State.empty (x, y)
+            expectSameState a b "same seed"
+            Expect.isFalse (identical a.["model/h1/w"] c.["model/h1/w"]) "different seed"
+
+        testCase "parallel purified calls from 8 threads equal the serial results" <| fun () ->
+            let model = MyModel(3)
+            let x = torch.ones(8L, 6L)
+            let ys = [| for i in 0..7 -> full [| 8L; 3L |] (float32 i) |]
+            let state = Nj.init 0L model.Train State.empty (x, ys.[0])
+            let train = Nj.purify model.Train
+            let serial = ys |> Array.map (fun y -> train state (x, y))
+            let inParallel = Task.WhenAll([| for y in ys -> Task.Run(fun () -> train state (x, y)) |]).Result
+            for i in 0..7 do
+                expectIdentical (snd inParallel.[i]) (snd serial.[i]) (sprintf "loss %d" i)
+                expectSameState (fst inParallel.[i]) (fst serial.[i]) (sprintf "state %d" i)
+
+        testCase "intermediates are freed; outputs and new entries survive" <| fun () ->
+            let model = MyModel(3)
+            let x = torch.ones(4L, 5L)
+            let y = torch.ones(4L, 3L)
+            let state = Nj.init 0L model.Train State.empty (x, y)
+            let train = Nj.purify model.Train
+            let s1, loss = train state (x, y)
+            Expect.isFalse loss.IsInvalid "output alive"
+            for k in State.keys s1 do
+                Expect.isFalse s1.[k].IsInvalid (sprintf "entry %s alive" k)
+            for k in State.keys state do
+                Expect.isFalse state.[k].IsInvalid (sprintf "input entry %s alive" k)
+            use scope = torch.NewDisposeScope()
+            let before = scope.DisposablesCount
+            train s1 (x, y) |> ignore
+            // Only the survivors (new entries and the loss) reach the caller's scope.
+            Expect.equal (scope.DisposablesCount - before) (State.count s1 + 1) "survivors only"
+    ]
