@@ -59,3 +59,21 @@ module Nj =
     /// Gradient with respect to state targets and explicit tensor inputs at once.
     let gradFull (f: torch.Tensor list -> torch.Tensor * 'Aux) (targets: Target list) (inputs: torch.Tensor list) : Gradient<'Aux> =
         Ambient.exec (Prog.gradFull (lift f) targets inputs)
+
+    /// Calls one of two functions on <paramref name="arg"/>; while creating, both run first so
+    /// the state holds both branches' entries (ninjax's cond).
+    let cond (pred: bool) (onTrue: 'A -> 'T) (onFalse: 'A -> 'T) (arg: 'A) : 'T =
+        Ambient.exec (Prog.cond pred (lift onTrue arg) (lift onFalse arg))
+
+    /// Loops a step over the slices of xs along an axis, threading a carry and the state, and
+    /// stacks the step outputs along that axis (ninjax's scan).
+    let scanAxis (axis: int) (step: 'C -> torch.Tensor -> 'C * torch.Tensor) (carry: 'C) (xs: torch.Tensor) : 'C * torch.Tensor =
+        Ambient.exec (Prog.scan (fun c x -> Ambient.ofImpure (fun () -> step c x)) carry xs axis)
+
+    /// scanAxis over the first axis.
+    let scan (step: 'C -> torch.Tensor -> 'C * torch.Tensor) (carry: 'C) (xs: torch.Tensor) : 'C * torch.Tensor =
+        scanAxis 0 step carry xs
+
+    /// Repeats a body while a condition holds, threading a carry and the state.
+    let whileLoop (condition: 'C -> bool) (body: 'C -> 'C) (carry: 'C) : 'C =
+        Ambient.exec (Prog.whileLoop (lift condition) (lift body) carry)

@@ -1,0 +1,142 @@
+module Ninjax.Tests.ControlFlowTests
+
+open System
+open Expecto
+open TorchSharp
+open Ninjax
+open Ninjax.Tests.Helpers
+open Ninjax.Tests.ModuleTests
+
+type Branches(name: string) =
+    inherit Module(name)
+    member this.Run(useLeft: bool) =
+        Nj.cond
+            useLeft
+            (fun (x: torch.Tensor) ->
+                let left = this.Get("left", fun () -> torch.ones 2L)
+                this.Put("left", left + 1.0f) |> ignore
+                x + left)
+            (fun x ->
+                let right = this.Get("right", fun () -> torch.zeros 2L)
+                this.Put("right", right - 1.0f) |> ignore
+                x - right)
+            (torch.ones 2L)
+
+type RnnCell(hidden: int, ?name: string) =
+    inherit Module(Option.toObj name)
+    member this.Step(h: torch.Tensor, x: torch.Tensor) =
+        let inputs = x.shape.[x.shape.Length - 1]
+        let wx = this.Get("wx", fun () -> Init.glorotUniform inputs (int64 hidden))
+        let wh = this.Get("wh", fun () -> Init.glorotUniform (int64 hidden) (int64 hidden))
+        let b = this.Get("b", fun () -> torch.zeros(int64 hidden))
+        let next = torch.tanh (x.matmul(wx) + h.matmul(wh) + b)
+        next, next
+
+type SequenceModel(hidden: int, name: string) as this =
+    inherit Module(name)
+    let cell = this.Sub("cell", fun () -> RnnCell hidden)
+    let readout = this.Sub("out", fun () -> Linear 1)
+    member _.Start(xs: torch.Tensor) = torch.zeros(xs.shape.[0], int64 hidden)
+    /// The loss through Nj.scan over the time axis (axis 1 of [batch; time; features]).
+    member this.Loss(xs: torch.Tensor, y: torch.Tensor) =
+        let h, _ = Nj.scanAxis 1 (fun h x -> cell.Step(h, x)) (this.Start xs) xs
+        (readout.Forward h - y).square().mean()
+    /// The same loss with the loop written out by hand.
+    member this.LossUnrolled(xs: torch.Tensor, y: torch.Tensor) =
+        let mutable h = this.Start xs
+        for t in 0L .. xs.shape.[1] - 1L do
+            h <- fst (cell.Step(h, xs.select(1L, t)))
+        (readout.Forward h - y).square().mean()
+    member this.Train(xs: torch.Tensor, y: torch.Tensor) =
+        let loss, ps, gs = Nj.grad this.Loss [ Target.Module this ] (xs, y)
+        this.PutM(State.map (fun k p -> p - 0.1f * gs.[k]) ps)
+        loss
+
+let private sequences () =
+    let g = new torch.Generator(5UL)
+    let xs = torch.randn([| 16L; 6L; 3L |], generator = g)
+    let y = xs.sum([| 1L; 2L |]).unsqueeze(1L).tanh()
+    xs, y
+
+[<Tests>]
+let tests =
+    testList "control flow" [
+        testCase "cond creates both branches' entries at init and applies only the chosen branch's writes" <| fun () ->
+            let m = Branches "br"
+            let state = Nj.init 0L m.Run State.empty true
+            Expect.equal (State.keys state) [ "br/left"; "br/right" ] "both branches created"
+            expectIdentical state.["br/left"] (torch.ones 2L) "init ignores writes"
+            let run = Nj.purify m.Run
+            let s1, out1 = run state true
+            expectIdentical out1 (full [| 2L |] 2.0f) "left output"
+            expectIdentical s1.["br/left"] (full [| 2L |] 2.0f) "left written"
+            Expect.isTrue (obj.ReferenceEquals(s1.["br/right"], state.["br/right"])) "right untouched"
+            let s2, out2 = run state false
+            expectIdentical out2 (torch.ones 2L) "right output"
+            expectIdentical s2.["br/right"] (full [| 2L |] -1.0f) "right written"
+            Expect.isTrue (obj.ReferenceEquals(s2.["br/left"], state.["br/left"])) "left untouched"
+
+        testCase "cond under modify=false fails with the usual message" <| fun () ->
+            let m = Branches "ro"
+            let state = Nj.init 0L m.Run State.empty true
+            let run = Nj.purifyWith (Options.defaults |> Options.withModify false) m.Run
+            let msg = throwsWith<InvalidOperationException> (fun () -> run state false |> ignore)
+            mentions msg [ "ro/right"; "modify=false" ]
+
+        testCase "scan threads state, trains an RNN cell, and matches the unrolled loop's gradients" <| fun () ->
+            let model = SequenceModel(8, "rnn")
+            let xs, y = sequences ()
+            let state = Nj.init 0L model.Train State.empty (xs, y)
+            Expect.equal (State.keys state) [ "rnn/cell/b"; "rnn/cell/wh"; "rnn/cell/wx"; "rnn/out/b"; "rnn/out/w" ] "entries"
+            let gradsOf (loss: torch.Tensor * torch.Tensor -> torch.Tensor) =
+                snd (Nj.purify (fun () -> let _, _, gs = Nj.grad loss [ Target.Module model ] (xs, y) in gs) state ())
+            let viaScan = gradsOf model.Loss
+            let unrolled = gradsOf model.LossUnrolled
+            for k in State.keys state do
+                expectClose viaScan.[k] unrolled.[k] 1e-6 (sprintf "gradient %s" k)
+            Expect.isGreaterThan (viaScan.["rnn/cell/wh"].abs().sum().item<float32> ()) 0.0f "gradient reaches the recurrent weights"
+            let train = Nj.purify model.Train
+            let mutable s = state
+            let losses = ResizeArray()
+            for _ in 1..30 do
+                let next, loss = train s (xs, y)
+                s <- next
+                losses.Add(loss.item<float32> ())
+            Expect.isLessThan losses.[losses.Count - 1] (losses.[0] * 0.7f) (sprintf "loss falls: %A" (List.ofSeq losses))
+
+        testCase "scan stacks outputs along its axis and draws fresh randomness per step" <| fun () ->
+            let noise () =
+                Nj.scan (fun (c: int) (x: torch.Tensor) -> c + 1, x + torch.rand([| 3L |], generator = Nj.rng ())) 0 (torch.zeros(4L, 3L))
+            let run = Nj.purifyWith (Options.seeded 3L) noise
+            let _, (steps, ys) = run State.empty ()
+            let _, (_, again) = run State.empty ()
+            Expect.equal steps 4 "one step per row"
+            Expect.equal ys.shape [| 4L; 3L |] "stacked"
+            expectIdentical again ys "deterministic for a seed"
+            Expect.isFalse (identical (ys.select(0L, 0L)) (ys.select(0L, 1L))) "steps see different randomness"
+            let _, (_, t) = Nj.purify (fun () -> Nj.scanAxis 1 (fun c (x: torch.Tensor) -> c, x * 2.0f) () (torch.ones(2L, 5L))) State.empty ()
+            Expect.equal t.shape [| 2L; 5L |] "axis 1"
+
+        testCase "scan rejects scalars, bad axes and ragged step outputs" <| fun () ->
+            let call f = Nj.purify f State.empty () |> ignore
+            let msg = throwsWith<ArgumentException> (fun () -> call (fun () -> Nj.scan (fun c x -> c, x) () (scalar 1f)))
+            mentions msg [ "scalar" ]
+            let msg = throwsWith<ArgumentOutOfRangeException> (fun () -> call (fun () -> Nj.scanAxis 2 (fun c x -> c, x) () (torch.ones(2L, 2L))))
+            mentions msg [ "axis 2"; "[|2L; 2L|]" ]
+            let ragged (i: int) (x: torch.Tensor) = i + 1, (if i = 0 then x else torch.cat ([| x; x |], 0L))
+            let msg = throwsWith<InvalidOperationException> (fun () -> call (fun () -> Nj.scan ragged 0 (torch.ones(3L, 2L))))
+            mentions msg [ "step 1"; "[|4L|]"; "[|2L|]" ]
+
+        testCase "whileLoop counts with state and creates its entries at init even when it never loops" <| fun () ->
+            let counter = Counter "loop"
+            let countTo (limit: int) =
+                Nj.whileLoop (fun n -> n < limit) (fun n -> counter.Count() |> ignore; n + 1) 0
+            let state = Nj.init 0L countTo State.empty 0
+            Expect.equal (State.keys state) [ "loop/count" ] "created though the condition was false"
+            let s, steps = Nj.purify countTo state 5
+            Expect.equal steps 5 "five iterations"
+            Expect.equal (s.["loop/count"].item<int> ()) 5 "state threaded through the loop"
+            let frozen = Nj.purifyWith (Options.defaults |> Options.withModify false) countTo
+            let msg = throwsWith<InvalidOperationException> (fun () -> frozen state 2 |> ignore)
+            mentions msg [ "loop/count"; "modify=false" ]
+    ]
