@@ -292,12 +292,17 @@ module Prog =
     let withFlags (flags: Flags) (Nj m: Nj<'T>) : Nj<'T> =
         Nj(fun env world -> m { env with Flags = flags } world)
 
-    /// SplitMix64: a bijective mix, so (seed, draw) pairs give well-spread generator seeds.
-    let private mix (seed: int64) (draw: int64) : uint64 =
-        let mutable z = uint64 seed + (uint64 (draw + 1L)) * 0x9E3779B97F4A7C15UL
+    /// SplitMix64's finaliser: a bijective mix of 64 bits.
+    let private finalize (x: uint64) : uint64 =
+        let mutable z = x
         z <- (z ^^^ (z >>> 30)) * 0xBF58476D1CE4E5B9UL
         z <- (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
         z ^^^ (z >>> 31)
+
+    /// The generator seed for a draw. The seed is mixed before the counter is added, so seeds
+    /// that differ by the SplitMix increment do not share streams.
+    let private mix (seed: int64) (draw: int64) : uint64 =
+        finalize (finalize (uint64 seed) + uint64 (draw + 1L) * 0x9E3779B97F4A7C15UL)
 
     /// The seed of the next random generator, derived from the call's seed and a counter.
     let rngSeed: Nj<uint64> =
@@ -323,7 +328,10 @@ module Prog =
         let keys =
             match target with
             | Target.Key k -> state.Entries |> Seq.map (fun kv -> kv.Key) |> Seq.filter (Key.isUnder k) |> List.ofSeq
-            | Target.Module m -> state.Entries |> Seq.map (fun kv -> kv.Key) |> Seq.filter (Key.isUnder m.Path) |> List.ofSeq
+            | Target.Module m ->
+                // A module's keys lie strictly below its path; the key equal to the path belongs to its parent.
+                let prefix = m.Path + "/"
+                state.Entries |> Seq.map (fun kv -> kv.Key) |> Seq.filter (fun k -> k.StartsWith(prefix, StringComparison.Ordinal)) |> List.ofSeq
             | Target.Pattern r -> state.Entries |> Seq.map (fun kv -> kv.Key) |> Seq.filter r.IsMatch |> List.ofSeq
         if keys.IsEmpty then
             let probe =

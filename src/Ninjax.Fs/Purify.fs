@@ -72,30 +72,46 @@ type Outcome<'T> =
     }
 
 /// Finds the tensors inside a call's output, so they survive the call while its intermediates
-/// are freed. Walks tensors, states, tuples, collections, dictionaries, F# records and unions.
+/// are freed. Walks tensors, states, tuples (reference and struct), materialised collections and
+/// dictionaries, F# records and unions (options included) and key/value pairs. Lazy sequences
+/// are not enumerated: running them again could repeat their side effects.
 module internal Survivors =
 
-    let private readers = ConcurrentDictionary<Type, obj -> obj[]>()
+    type private Shape =
+        | Leaf
+        | Collection
+        | Fields of (obj -> obj[])
 
-    let private readerOf (t: Type) : obj -> obj[] =
-        readers.GetOrAdd(
+    let private shapes = ConcurrentDictionary<Type, Shape>()
+
+    let private isMaterialised (t: Type) =
+        t.IsArray
+        || typeof<ICollection>.IsAssignableFrom t
+        || t.GetInterfaces()
+           |> Array.exists (fun i ->
+               i.IsGenericType
+               && (i.GetGenericTypeDefinition() = typedefof<IReadOnlyCollection<_>>
+                   || i.GetGenericTypeDefinition() = typedefof<ICollection<_>>))
+
+    let private shapeOf (t: Type) : Shape =
+        shapes.GetOrAdd(
             t,
-            Func<Type, obj -> obj[]>(fun t ->
-                if FSharpType.IsRecord(t, true) then
+            Func<Type, Shape>(fun t ->
+                if t.IsPrimitive || t.IsEnum || t = typeof<string> || t = typeof<decimal> then Leaf
+                elif typeof<IEnumerable>.IsAssignableFrom t then
+                    if isMaterialised t then Collection else Leaf
+                elif FSharpType.IsRecord(t, true) then
                     let read = FSharpValue.PreComputeRecordReader(t, true)
-                    fun (o: obj) -> read o |> Array.map box
-                elif FSharpType.IsUnion(t, true) && not (typeof<IEnumerable>.IsAssignableFrom t) then
+                    Fields(fun o -> read o |> Array.map box)
+                elif FSharpType.IsUnion(t, true) then
                     let tag = FSharpValue.PreComputeUnionTagReader(t, true)
-                    let cases =
-                        FSharpType.GetUnionCases(t, true)
-                        |> Array.map (fun c -> FSharpValue.PreComputeUnionReader(c, true))
-                    fun (o: obj) -> cases.[tag o] o
+                    let cases = FSharpType.GetUnionCases(t, true) |> Array.map (fun c -> FSharpValue.PreComputeUnionReader(c, true))
+                    Fields(fun o -> cases.[tag o] o)
                 elif t.IsGenericType && t.GetGenericTypeDefinition() = typedefof<KeyValuePair<_, _>> then
                     let k = t.GetProperty "Key"
                     let v = t.GetProperty "Value"
-                    fun (o: obj) -> [| k.GetValue o; v.GetValue o |]
-                else
-                    fun _ -> [||])
+                    Fields(fun o -> [| k.GetValue o; v.GetValue o |])
+                else Leaf)
         )
 
     let rec collect (o: obj) (acc: ResizeArray<torch.Tensor>) : unit =
@@ -105,20 +121,17 @@ module internal Survivors =
         | :? State as s ->
             for kv in s.Entries do
                 acc.Add kv.Value
-        | :? string -> ()
         | :? ITuple as tuple ->
             for i in 0 .. tuple.Length - 1 do
                 collect tuple.[i] acc
-        | :? IDictionary as d ->
-            for v in d.Values do
-                collect v acc
-        | :? IEnumerable as e when (o :? ICollection || o :? IReadOnlyCollection<obj> || o :? IReadOnlyCollection<KeyValuePair<string, torch.Tensor>>) ->
-            for x in e do
-                collect x acc
         | _ ->
-            let t = o.GetType()
-            if not t.IsPrimitive then
-                for x in readerOf t o do
+            match shapeOf (o.GetType()) with
+            | Leaf -> ()
+            | Collection ->
+                for x in (o :?> IEnumerable) do
+                    collect x acc
+            | Fields read ->
+                for x in read o do
                     collect x acc
 
 /// Purification: running a program on an explicit state. This is the one place that defines

@@ -1,0 +1,60 @@
+/// The UCI optical digits: 8x8 images with 17 grey levels, classes 0..9.
+module Digits.Data
+
+open System
+open System.IO
+open TorchSharp
+
+/// A labelled set of images: pixels scaled to [0, 1] as [n; 64] float32, labels as [n] int64.
+type Split = { Images: torch.Tensor; Labels: torch.Tensor }
+
+/// The folder holding optdigits.tra and optdigits.tes, found from the program's location or
+/// the working directory, so the trainer runs from any folder of the checkout.
+let defaultFolder () : string =
+    let candidates =
+        [ AppContext.BaseDirectory; Directory.GetCurrentDirectory() ]
+        |> List.collect (fun start ->
+            let rec up (dir: DirectoryInfo) = [ if not (isNull dir) then yield dir.FullName; yield! up dir.Parent ]
+            up (DirectoryInfo start))
+        |> List.map (fun dir -> Path.Combine(dir, "data", "optdigits"))
+    match candidates |> List.tryFind (fun dir -> File.Exists(Path.Combine(dir, "optdigits.tra"))) with
+    | Some dir -> dir
+    | None -> failwithf "Cannot find data/optdigits/optdigits.tra above %s or %s." AppContext.BaseDirectory (Directory.GetCurrentDirectory())
+
+/// Reads one file of the data set; every malformed row is reported with its file and line.
+let load (path: string) : Split =
+    let rows =
+        File.ReadLines path
+        |> Seq.mapi (fun i line -> i + 1, line)
+        |> Seq.filter (fun (_, line) -> not (String.IsNullOrWhiteSpace line))
+        |> Seq.map (fun (lineNo, line) ->
+            let fields = line.Split ','
+            if fields.Length <> 65 then failwithf "%s:%d: expected 65 comma-separated values, found %d." path lineNo fields.Length
+            let values =
+                fields
+                |> Array.map (fun f ->
+                    match Int32.TryParse f with
+                    | true, v -> v
+                    | _ -> failwithf "%s:%d: '%s' is not an integer." path lineNo f)
+            if values.[64] < 0 || values.[64] > 9 then failwithf "%s:%d: class %d is not a digit." path lineNo values.[64]
+            values)
+        |> Array.ofSeq
+    let pixels = rows |> Array.collect (fun r -> Array.init 64 (fun j -> float32 r.[j] / 16.0f))
+    let labels = rows |> Array.map (fun r -> int64 r.[64])
+    { Images = torch.tensor(pixels, [| int64 rows.Length; 64L |]); Labels = torch.tensor labels }
+
+/// The training (3823 rows) and test (1797 rows) splits.
+let loadBoth (folder: string) : Split * Split =
+    load (Path.Combine(folder, "optdigits.tra")), load (Path.Combine(folder, "optdigits.tes"))
+
+/// Mini-batches of a split in an order shuffled by a seeded generator; the last partial batch is kept.
+let batches (seed: int64) (batchSize: int) (split: Split) : seq<torch.Tensor * torch.Tensor> =
+    if batchSize <= 0 then invalidArg "batchSize" (sprintf "The batch size must be positive; it was %d." batchSize)
+    let n = split.Labels.shape.[0]
+    use g = new torch.Generator(uint64 seed)
+    let order = torch.randperm(n, generator = g)
+    seq {
+        for start in 0L .. int64 batchSize .. n - 1L do
+            let idx = order.narrow(0L, start, min (int64 batchSize) (n - start))
+            yield split.Images.index_select(0L, idx), split.Labels.index_select(0L, idx)
+    }
