@@ -77,3 +77,8 @@ module Nj =
     /// Repeats a body while a condition holds, threading a carry and the state.
     let whileLoop (condition: 'C -> bool) (body: 'C -> 'C) (carry: 'C) : 'C =
         Ambient.exec (Prog.whileLoop (lift condition) (lift body) carry)
+
+    /// Runs a tensor function without keeping its activations; gradients recompute them
+    /// (ninjax's checkpoint). Gradients reach the inputs and the state entries it reads.
+    let checkpoint (f: torch.Tensor list -> torch.Tensor) (inputs: torch.Tensor list) : torch.Tensor =
+        Ambient.exec (Prog.checkpoint (lift f) inputs)

@@ -52,6 +52,19 @@ type SequenceModel(hidden: int, name: string) as this =
         this.PutM(State.map (fun k p -> p - 0.1f * gs.[k]) ps)
         loss
 
+type Blocks(name: string) as this =
+    inherit Module(name)
+    let first = this.Sub("first", fun () -> Linear 16)
+    let second = this.Sub("second", fun () -> Linear 4)
+    member val Calls = 0 with get, set
+    member this.Block(xs: torch.Tensor list) =
+        this.Calls <- this.Calls + 1
+        let noise = torch.rand([| 16L |], generator = Nj.rng ())
+        torch.tanh (first.Forward xs.Head) * (1.0f + 0.1f * noise)
+    member this.Loss(x: torch.Tensor, checkpointed: bool) =
+        let h = if checkpointed then Nj.checkpoint this.Block [ x ] else this.Block [ x ]
+        second.Forward(h).square().mean()
+
 let private sequences () =
     let g = new torch.Generator(5UL)
     let xs = torch.randn([| 16L; 6L; 3L |], generator = g)
@@ -139,4 +152,25 @@ let tests =
             let frozen = Nj.purifyWith (Options.defaults |> Options.withModify false) countTo
             let msg = throwsWith<InvalidOperationException> (fun () -> frozen state 2 |> ignore)
             mentions msg [ "loop/count"; "modify=false" ]
+    
+        testCase "checkpoint recomputes activations in the backward pass and gives the same gradients" <| fun () ->
+            let m = Blocks "ck"
+            let x = torch.randn([| 8L; 5L |], generator = new torch.Generator(1UL))
+            let state = Nj.initWith (Options.seeded 0L) m.Loss State.empty (x, true)
+            let gradsOf checkpointed =
+                let f = Nj.purifyWith (Options.seeded 9L) (fun () -> Nj.gradFull (fun xs -> m.Loss(xs.Head, checkpointed), ()) [ Target.Module m ] [ x ])
+                m.Calls <- 0
+                let _, g = f state ()
+                g, m.Calls
+            let plain, plainCalls = gradsOf false
+            let ck, ckCalls = gradsOf true
+            Expect.equal plainCalls 1 "without checkpoint the block runs once"
+            Expect.equal ckCalls 2 "with checkpoint it runs forward, then again in backward"
+            expectClose ck.Loss plain.Loss 1e-6 "same loss"
+            for k in State.keys plain.Grads do
+                expectClose ck.Grads.[k] plain.Grads.[k] 1e-5 (sprintf "gradient %s" k)
+            expectClose ck.InputGrads.Head plain.InputGrads.Head 1e-5 "gradient of the explicit input"
+            let _, out = Nj.purifyWith (Options.seeded 9L) (fun () -> m.Calls <- 0; m.Loss(x, true)) state ()
+            Expect.equal m.Calls 1 "outside a gradient it is a plain call"
+            Expect.isFalse out.requires_grad "no graph kept"
     ]
