@@ -1,0 +1,65 @@
+/// Digit classifiers written in the seed's pattern: a model module with its own optimizer and
+/// Train method, purified once and called in a loop.
+module Digits.Models
+
+open TorchSharp
+open Ninjax
+
+/// What one training step reports.
+type StepMetrics = { Loss: torch.Tensor; GradNorm: torch.Tensor; Correct: torch.Tensor }
+
+/// The parts every digits model shares: a loss, an accuracy count and a Train method that
+/// minimises the loss with the model's own optimizer.
+[<AbstractClass>]
+type Classifier(learningRate: float, name: string) as this =
+    inherit Module(name)
+    let opt = this.Sub("opt", fun () -> Optimizer(Optax.adam learningRate))
+
+    /// Logits [batch; 10] for images [batch; 64].
+    abstract Logits: x: torch.Tensor -> torch.Tensor
+
+    /// The modules whose parameters training updates.
+    abstract Trainable: Target list
+
+    /// Mean cross-entropy and the number of correct predictions.
+    member this.Loss(x: torch.Tensor, y: torch.Tensor) =
+        let logits = this.Logits x
+        torch.nn.functional.cross_entropy (logits, y), logits.argmax(1L).eq(y).sum()
+
+    /// One optimizer step on a batch.
+    member this.Train(x: torch.Tensor, y: torch.Tensor) : StepMetrics =
+        let metrics, correct = opt.MinimizeAux(this.Loss, this.Trainable, (x, y))
+        { Loss = metrics.Loss; GradNorm = metrics.GradNorm; Correct = correct }
+
+    /// The number of correct predictions on a batch.
+    member this.Correct(x: torch.Tensor, y: torch.Tensor) : torch.Tensor =
+        use _ = torch.no_grad ()
+        snd (this.Loss(x, y))
+
+/// A multi-layer perceptron 64-h1-...-10 with ReLU.
+type Mlp(hidden: int list, learningRate: float, name: string) as this =
+    inherit Classifier(learningRate, name)
+    let layers = (hidden @ [ 10 ]) |> List.mapi (fun i units -> this.Sub(sprintf "dense%d" i, fun () -> Linear units))
+
+    override _.Logits x =
+        let last = List.length layers - 1
+        layers |> List.indexed |> List.fold (fun h (i, layer) -> let z = layer.Forward h in if i < last then torch.nn.functional.relu z else z) x
+
+    override _.Trainable = layers |> List.map (fun l -> Target.Module l)
+
+/// A small convolutional network for 8x8 images: two 3x3 convolutions, then a dense head.
+type Cnn(channels: int, learningRate: float, name: string) as this =
+    inherit Classifier(learningRate, name)
+    let conv1 = this.Sub("conv1", fun () -> Conv2d(channels, 3))
+    let conv2 = this.Sub("conv2", fun () -> Conv2d(2 * channels, 3))
+    let dense = this.Sub("dense", fun () -> Linear 128)
+    let head = this.Sub("head", fun () -> Linear 10)
+
+    override _.Logits x =
+        let img = x.view(-1L, 1L, 8L, 8L)
+        let h = torch.nn.functional.relu (conv1.Forward img)
+        let h = torch.nn.functional.max_pool2d (torch.nn.functional.relu (conv2.Forward h), 2L)
+        let h = torch.nn.functional.relu (dense.Forward(h.flatten 1L))
+        head.Forward h
+
+    override _.Trainable = [ Target.Module conv1; Target.Module conv2; Target.Module dense; Target.Module head ]

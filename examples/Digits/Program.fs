@@ -1,0 +1,135 @@
+/// Trains a digit classifier on the UCI optical digits and prints its test accuracy.
+module Digits.Program
+
+open System
+open System.Diagnostics
+open Argu
+open Spectre.Console
+open TorchSharp
+open Ninjax
+open Digits.Data
+open Digits.Models
+
+type ModelKind =
+    | Mlp
+    | Cnn
+
+type Arguments =
+    | Model of ModelKind
+    | Epochs of int
+    | Batch_Size of int
+    | Learning_Rate of float
+    | Seed of int64
+    | Save of path: string
+    | Resume of path: string
+    | Data of folder: string
+    | Plain
+
+    interface IArgParserTemplate with
+        member this.Usage =
+            match this with
+            | Model _ -> "the model: mlp (64-256-256-10) or cnn (two 3x3 convolutions). Default: mlp."
+            | Epochs _ -> "passes over the training set. Default: 20."
+            | Batch_Size _ -> "images per step. Default: 32."
+            | Learning_Rate _ -> "Adam's learning rate. Default: 0.001."
+            | Seed _ -> "the seed for initialisation and shuffling. Default: 0."
+            | Save _ -> "write a checkpoint (state, epoch) to this file at the end."
+            | Resume _ -> "continue from a checkpoint written by --save, with its optimizer state."
+            | Data _ -> "the folder holding optdigits.tra and optdigits.tes. Default: data/optdigits of this checkout."
+            | Plain -> "print plain progress lines even in a terminal."
+
+/// The settings of one training run.
+type Settings =
+    { Kind: ModelKind; Epochs: int; BatchSize: int; LearningRate: float; Seed: int64
+      Save: string option; Resume: string option; DataFolder: string; Plain: bool }
+
+let settingsOf (results: ParseResults<Arguments>) =
+    let settings =
+        { Kind = results.GetResult(Model, defaultValue = Mlp)
+          Epochs = results.GetResult(Epochs, defaultValue = 20)
+          BatchSize = results.GetResult(Batch_Size, defaultValue = 32)
+          LearningRate = results.GetResult(Learning_Rate, defaultValue = 1e-3)
+          Seed = results.GetResult(Seed, defaultValue = 0L)
+          Save = results.TryGetResult Save
+          Resume = results.TryGetResult Resume
+          DataFolder = results.TryGetResult Data |> Option.defaultWith Data.defaultFolder
+          Plain = results.Contains Plain || Console.IsOutputRedirected }
+    if settings.Epochs < 0 then raise (ArguParseException(sprintf "--epochs must be zero or more; it was %d." settings.Epochs))
+    if settings.BatchSize <= 0 then raise (ArguParseException(sprintf "--batch-size must be positive; it was %d." settings.BatchSize))
+    if not (settings.LearningRate > 0.0) then raise (ArguParseException(sprintf "--learning-rate must be positive; it was %g." settings.LearningRate))
+    settings
+
+let makeModel (settings: Settings) : Classifier =
+    match settings.Kind with
+    | Mlp -> Models.Mlp([ 256; 256 ], settings.LearningRate, "model")
+    | Cnn -> Models.Cnn(16, settings.LearningRate, "model")
+
+/// The fraction of a split a model classifies correctly.
+let accuracy (model: Classifier) (state: State) (split: Split) : float =
+    let correct = Nj.purify model.Correct
+    let total = batches 0L 512 split |> Seq.sumBy (fun (x, y) -> (snd (correct state (x, y))).item<int64> ())
+    float total / float split.Labels.shape.[0]
+
+/// One epoch of training: the new state, the mean loss and the training accuracy.
+let runEpoch (train: State -> torch.Tensor * torch.Tensor -> State * StepMetrics) (settings: Settings) (epoch: int) (state: State) (split: Split) (onStep: unit -> unit) =
+    let mutable state = state
+    let mutable lossSum = 0.0
+    let mutable correct = 0L
+    let mutable steps = 0
+    // The order depends on the seed and the epoch only, so a resumed run sees the same batches.
+    for x, y in batches (settings.Seed * 1000L + int64 epoch) settings.BatchSize split do
+        let next, metrics = train state (x, y)
+        state <- next
+        lossSum <- lossSum + metrics.Loss.item<float32> () |> float
+        correct <- correct + metrics.Correct.item<int64> ()
+        steps <- steps + 1
+        onStep ()
+    state, lossSum / float steps, float correct / float split.Labels.shape.[0]
+
+let run (settings: Settings) =
+    let clock = Stopwatch.StartNew()
+    let trainSplit, testSplit = Data.loadBoth settings.DataFolder
+    let model = makeModel settings
+    let sample = trainSplit.Images.narrow(0L, 0L, 2L), trainSplit.Labels.narrow(0L, 0L, 2L)
+    let initial = Nj.init settings.Seed model.Train State.empty sample
+    let state, firstEpoch =
+        match settings.Resume with
+        | None -> initial, 1
+        | Some path -> Resume.load path initial
+    let train = Nj.purifyWith (Options.seeded settings.Seed) model.Train
+    let stepsPerEpoch = int ((trainSplit.Labels.shape.[0] + int64 settings.BatchSize - 1L) / int64 settings.BatchSize)
+    printfn "Training %A on %d images (%d steps per epoch), testing on %d." settings.Kind trainSplit.Labels.shape.[0] stepsPerEpoch testSplit.Labels.shape.[0]
+    let report epoch loss trainAcc =
+        sprintf "epoch %2d/%d  loss %.4f  train accuracy %.4f  (%.1f s)" epoch settings.Epochs loss trainAcc clock.Elapsed.TotalSeconds
+    let epochs = [ firstEpoch .. settings.Epochs ]
+    let final =
+        if settings.Plain then
+            epochs
+            |> List.fold (fun state epoch ->
+                let next, loss, acc = runEpoch train settings epoch state trainSplit ignore
+                printfn "%s" (report epoch loss acc)
+                next) state
+        else
+            AnsiConsole.Progress().Start(fun ctx ->
+                let task = ctx.AddTask("training", maxValue = float (stepsPerEpoch * epochs.Length))
+                epochs
+                |> List.fold (fun state epoch ->
+                    let next, loss, acc = runEpoch train settings epoch state trainSplit (fun () -> task.Increment 1.0)
+                    task.Description <- sprintf "epoch %d, loss %.4f" epoch loss
+                    AnsiConsole.MarkupLine(Markup.Escape(report epoch loss acc))
+                    next) state)
+    printfn ""
+    printfn "%s" (Summary.render final)
+    settings.Save |> Option.iter (fun path -> Resume.save path final settings.Epochs)
+    printfn "test accuracy: %.4f" (accuracy model final testSplit)
+
+[<EntryPoint>]
+let main argv =
+    let parser = ArgumentParser.Create<Arguments>(programName = "digits")
+    try
+        run (settingsOf (parser.ParseCommandLine argv))
+        0
+    with
+    | :? ArguParseException as e ->
+        eprintfn "%s" e.Message
+        2
