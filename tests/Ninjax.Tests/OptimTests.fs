@@ -357,6 +357,21 @@ let tests =
                 expectIdentical metrics.Loss loss "loss"
                 expectClose metrics.GradNorm (Optax.globalNorm(grads).to_type torch.float32) 1e-6 "gradient norm"
 
+            testCase "a training step keeps only the new state and the metrics alive" <| fun () ->
+                let x, y = data ()
+                let model = OptModel 3
+                let state = Nj.init 0L model.Train State.empty (x, y)
+                let train = Nj.purify model.Train
+                let s1, _ = train state (x, y)
+                use scope = torch.NewDisposeScope()
+                let before = scope.DisposablesCount
+                let s2, metrics = train s1 (x, y)
+                // Every entry is rewritten by a step; besides them only the loss and the norm survive.
+                Expect.equal (scope.DisposablesCount - before) (State.count s2 + 2) "survivors only"
+                Expect.isFalse metrics.GradNorm.IsInvalid "metrics alive"
+                for k in State.keys s1 do
+                    Expect.isFalse s1.[k].IsInvalid (sprintf "input entry %s alive" k)
+
             testCase "two runs with the same seed are bit-identical" <| fun () ->
                 let x, y = data ()
                 let run () =
