@@ -1,0 +1,492 @@
+namespace Ninjax
+
+open System
+open System.Collections.Generic
+open TorchSharp
+
+/// A gradient transformation in Optax's shape: two pure functions over states. Parameters,
+/// gradients and updates are states keyed by parameter key; the optimizer state is a state whose
+/// keys derive from the parameter keys (<c>mu/model/h1/w</c>, <c>nu/model/h1/w</c>) plus the step
+/// <c>count</c>, so it can live in a Ninjax state under an optimizer module's path. Neither
+/// function changes its inputs.
+type GradientTransformation =
+    {
+        /// Builds the optimizer state for parameters: <c>init params</c>.
+        Init: State -> State
+        /// Turns gradients (or the updates of the previous transformation in a chain) into
+        /// updates: <c>update grads optState params</c> returns <c>updates, newOptState</c>.
+        Update: State -> State -> State -> State * State
+    }
+
+/// Hyperparameters of SGD, named and defaulted as torch.optim.SGD has them.
+type SgdOptions =
+    {
+        /// The learning rate at each step.
+        LearningRate: Schedule
+        /// The momentum factor; 0 turns momentum off.
+        Momentum: float
+        /// Dampening of the gradient's contribution to the momentum buffer.
+        Dampening: float
+        /// L2 penalty: <c>WeightDecay * param</c> is added to the gradient.
+        WeightDecay: float
+        /// Nesterov momentum (needs Momentum above 0 and Dampening 0).
+        Nesterov: bool
+    }
+
+    /// SGD with learning rate 0.01 and no momentum, dampening or weight decay.
+    static member Default =
+        { LearningRate = Schedule.constant 0.01; Momentum = 0.0; Dampening = 0.0; WeightDecay = 0.0; Nesterov = false }
+
+/// Hyperparameters of Adam and AdamW, named and defaulted as torch.optim.Adam has them.
+type AdamOptions =
+    {
+        /// The learning rate at each step.
+        LearningRate: Schedule
+        /// Decay rate of the first moment.
+        Beta1: float
+        /// Decay rate of the second moment.
+        Beta2: float
+        /// Added to the denominator for numerical stability.
+        Eps: float
+        /// Adam: L2 penalty added to the gradient. AdamW: decoupled weight decay, scaled by the
+        /// learning rate and applied to the parameters.
+        WeightDecay: float
+    }
+
+    /// lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay (torch.optim.Adam's defaults).
+    static member Default =
+        { LearningRate = Schedule.constant 1e-3; Beta1 = 0.9; Beta2 = 0.999; Eps = 1e-8; WeightDecay = 0.0 }
+
+    /// As Default with weight decay 0.01 (PyTorch's torch.optim.AdamW default).
+    static member DefaultW = { AdamOptions.Default with WeightDecay = 0.01 }
+
+/// Hyperparameters of RMSprop, named and defaulted as torch.optim.RMSprop has them.
+type RmsPropOptions =
+    {
+        /// The learning rate at each step.
+        LearningRate: Schedule
+        /// Smoothing constant of the running average of squared gradients.
+        Alpha: float
+        /// Added to the denominator for numerical stability.
+        Eps: float
+        /// L2 penalty: <c>WeightDecay * param</c> is added to the gradient.
+        WeightDecay: float
+        /// The momentum factor; 0 turns momentum off.
+        Momentum: float
+        /// Normalise by an estimate of the gradient's variance instead of its second moment.
+        Centered: bool
+    }
+
+    /// lr 0.01, alpha 0.99, eps 1e-8, no weight decay or momentum, not centered.
+    static member Default =
+        { LearningRate = Schedule.constant 0.01; Alpha = 0.99; Eps = 1e-8; WeightDecay = 0.0; Momentum = 0.0; Centered = false }
+
+/// Gradient transformations and optimizers in Optax's shape, matching torch.optim's update
+/// rules. Every transformation is pure: all math runs in torch ops under no_grad and makes new
+/// tensors, never changing the states it is given.
+[<RequireQualifiedAccess>]
+module Optax =
+
+    /// The key of the step count: an int64 scalar, the number of updates applied so far. Every
+    /// transformation that keeps a count uses this key, so all members of a chain share it.
+    [<Literal>]
+    let CountKey = "count"
+
+    /// The key under which scaleByLearningRate records the learning rate of the latest update
+    /// (a float64 scalar), so optimizers can report it.
+    [<Literal>]
+    let LearningRateKey = "learning_rate"
+
+    // -------------------------------------------------------------------------------------
+    // Checks
+
+    let private checkRange (name: string) (value: float) (ok: bool) (why: string) =
+        if not ok then raise (ArgumentOutOfRangeException(name, value, sprintf "Invalid %s %g: %s." name value why))
+
+    let private nonNegative (name: string) (value: float) =
+        checkRange name value (value >= 0.0 && not (Double.IsInfinity value)) "it must be a finite number >= 0"
+
+    let private unitInterval (name: string) (value: float) =
+        checkRange name value (value >= 0.0 && value < 1.0) "it must lie in [0, 1)"
+
+    let private describe (t: torch.Tensor) = sprintf "shape %A dtype %O" t.shape t.dtype
+
+    /// The names that a prefix's entries belong to, for error messages.
+    let private ownersUnder (prefix: string) (state: State) =
+        let start = prefix + "/"
+        let owners =
+            State.keys state
+            |> List.filter (fun k -> k.StartsWith(start, StringComparison.Ordinal))
+            |> List.map (fun k -> k.Substring start.Length)
+        if owners.IsEmpty then "none" else String.Join(", ", owners |> List.truncate 8)
+
+    /// The per-parameter entry <c>prefix/key</c> for every gradient key, checked against the
+    /// gradients: every gradient has an entry of its shape and dtype, and no entry is left over.
+    let private perParam (prefix: string) (state: State) (grads: State) : (string * torch.Tensor * torch.Tensor) list =
+        let found =
+            [
+                for key, g in State.toSeq grads do
+                    let stateKey = prefix + "/" + key
+                    match State.tryFind stateKey state with
+                    | None ->
+                        raise (
+                            KeyNotFoundException(
+                                sprintf
+                                    "Optimizer state has no entry '%s' for the parameter '%s': it was initialised for other parameters (it has '%s' entries for: %s). Keep the optimizer's targets the same between calls, or start it from a fresh state."
+                                    stateKey key prefix (ownersUnder prefix state)
+                            )
+                        )
+                    | Some m when m.shape <> g.shape || m.dtype <> g.dtype ->
+                        raise (
+                            ArgumentException(
+                                sprintf
+                                    "Optimizer state entry '%s' has %s, but the parameter '%s' has %s. The parameters changed since the optimizer state was initialised; start it from a fresh state."
+                                    stateKey (describe m) key (describe g)
+                            )
+                        )
+                    | Some m -> yield key, g, m
+            ]
+        let start = prefix + "/"
+        let stored = state |> State.toMap |> Seq.filter (fun kv -> kv.Key.StartsWith(start, StringComparison.Ordinal)) |> Seq.length
+        if stored <> found.Length then
+            let stale =
+                State.keys state
+                |> List.find (fun k -> k.StartsWith(start, StringComparison.Ordinal) && not (State.containsKey (k.Substring start.Length) grads))
+            raise (
+                ArgumentException(
+                    sprintf
+                        "Optimizer state holds '%s', but no gradient was given for the parameter '%s': the targets changed since the optimizer state was initialised (gradients were given for: %s). Keep the targets the same between calls, or start the optimizer from a fresh state."
+                        stale (stale.Substring start.Length) (String.Join(", ", State.keys grads |> List.truncate 8))
+                )
+            )
+        found
+
+    /// The parameter for a gradient key; an error naming the key when the params lack it.
+    let private paramFor (parameters: State) (key: string) (g: torch.Tensor) : torch.Tensor =
+        match State.tryFind key parameters with
+        | None ->
+            raise (KeyNotFoundException(sprintf "There is a gradient for '%s' but no parameter with that key was passed to the optimizer." key))
+        | Some p when p.shape <> g.shape ->
+            raise (ArgumentException(sprintf "The parameter '%s' has %s but its gradient has %s." key (describe p) (describe g)))
+        | Some p -> p
+
+    /// The step count stored in an optimizer state.
+    let private stepOf (state: State) : int64 =
+        match State.tryFind CountKey state with
+        | None ->
+            raise (
+                KeyNotFoundException(
+                    sprintf "Optimizer state has no '%s' entry (the step count); was it built by this transformation's Init? Keys: %s." CountKey
+                        (String.Join(", ", State.keys state |> List.truncate 8))
+                )
+            )
+        | Some c when c.dtype <> torch.int64 || c.numel () <> 1L ->
+            raise (ArgumentException(sprintf "Optimizer state entry '%s' must be an int64 scalar; it has %s." CountKey (describe c)))
+        | Some c -> c.item<int64> ()
+
+    let private countState (step: int64) = State.ofSeq [ CountKey, torch.tensor step ]
+
+    let private noGrad (f: unit -> 'T) : 'T =
+        use _ = torch.no_grad ()
+        f ()
+
+    /// Builds a transformation whose functions run under no_grad and reject null states.
+    let private transformation (init: State -> State) (update: State -> State -> State -> State * State) : GradientTransformation =
+        let check (name: string) (s: State) =
+            if isNull s then raise (ArgumentNullException(name, sprintf "Pass a state for %s (State.empty when there is none)." name))
+        {
+            Init = fun ps ->
+                check "params" ps
+                noGrad (fun () -> init ps)
+            Update = fun grads state ps ->
+                check "grads" grads
+                check "state" state
+                check "params" ps
+                noGrad (fun () -> update grads state ps)
+        }
+
+    let private zerosUnder (prefix: string) (parameters: State) =
+        State.toSeq parameters |> Seq.map (fun (k, p) -> prefix + "/" + k, torch.zeros_like p)
+
+    let private mapGrads (f: string -> torch.Tensor -> torch.Tensor) (grads: State) : State = State.map f grads
+
+    // -------------------------------------------------------------------------------------
+    // Helpers over states of tensors
+
+    /// The global L2 norm of all tensors of a state, as a float64 scalar: <c>sqrt(sum of squares)</c>.
+    let globalNorm (tensors: State) : torch.Tensor =
+        if isNull tensors then raise (ArgumentNullException("tensors"))
+        noGrad (fun () ->
+            let mutable total = torch.zeros([||], dtype = torch.float64)
+            for _, t in State.toSeq tensors do
+                total <- total.add (t.detach().to_type(torch.float64).square().sum())
+            total.sqrt ())
+
+    /// Adds updates to parameters: <c>param + update</c> per key, in the parameter's dtype. The
+    /// keys and shapes must match.
+    let applyUpdates (parameters: State) (updates: State) : State =
+        if isNull parameters then raise (ArgumentNullException("parameters"))
+        if isNull updates then raise (ArgumentNullException("updates"))
+        for k in State.keys updates do
+            if not (State.containsKey k parameters) then
+                raise (KeyNotFoundException(sprintf "There is an update for '%s' but no parameter with that key." k))
+        noGrad (fun () ->
+            parameters
+            |> State.map (fun k p ->
+                match State.tryFind k updates with
+                | None -> raise (KeyNotFoundException(sprintf "The parameter '%s' has no update; updates were given for: %s." k (String.Join(", ", State.keys updates |> List.truncate 8))))
+                | Some u when u.shape <> p.shape ->
+                    raise (ArgumentException(sprintf "The update for '%s' has %s but the parameter has %s." k (describe u) (describe p)))
+                | Some u -> p.add (if u.dtype = p.dtype then u else u.to_type p.dtype)))
+
+    // -------------------------------------------------------------------------------------
+    // Combinators
+
+    /// Passes updates through unchanged and keeps no state.
+    let identity: GradientTransformation =
+        transformation (fun _ -> State.empty) (fun grads _ _ -> grads, State.empty)
+
+    /// Applies transformations in order, each to the updates of the one before. The state is
+    /// the union of their states; their keys must differ except the shared step count, which
+    /// every member advances the same way.
+    let chain (transformations: GradientTransformation list) : GradientTransformation =
+        if isNull (box transformations) then raise (ArgumentNullException("transformations"))
+        let members = Array.ofList transformations
+        members |> Array.iteri (fun i t -> if isNull (box t) then raise (ArgumentNullException("transformations", sprintf "Member %d of the chain is null." i)))
+        let init parameters =
+            let mutable merged = Map.empty
+            for i, t in Array.indexed members do
+                for k, v in State.toSeq (t.Init parameters) do
+                    match merged.TryFind k with
+                    | Some (j, _) when k <> CountKey ->
+                        raise (
+                            ArgumentException(
+                                sprintf
+                                    "Members %d and %d of the chain both keep the optimizer state key '%s'. Give one of them its own prefix with Optax.scoped."
+                                    j i k
+                            )
+                        )
+                    | Some _ -> ()
+                    | None -> merged <- merged.Add(k, (i, v))
+            merged |> Map.map (fun _ (_, v) -> v) |> State.ofMap
+        let update grads state parameters =
+            let mutable updates = grads
+            let mutable newState = Map.empty
+            for t in members do
+                // Every member reads the state as it was before this update, so the shared count is
+                // the same for all of them and each writes the same next count.
+                let u, s = t.Update updates state parameters
+                updates <- u
+                for k, v in State.toSeq s do
+                    newState <- newState.Add(k, v)
+            updates, State.ofMap newState
+        transformation init update
+
+    /// Keeps a transformation's state under <c>name/</c>, so that two transformations with the
+    /// same keys can be chained.
+    let scoped (name: string) (inner: GradientTransformation) : GradientTransformation =
+        Key.validateName name
+        if isNull (box inner) then raise (ArgumentNullException("inner"))
+        let start = name + "/"
+        let prefix (s: State) = State.toSeq s |> Seq.map (fun (k, v) -> start + k, v) |> State.ofSeq
+        let strip (s: State) =
+            State.toSeq s
+            |> Seq.filter (fun (k, _) -> k.StartsWith(start, StringComparison.Ordinal))
+            |> Seq.map (fun (k, v) -> k.Substring start.Length, v)
+            |> State.ofSeq
+        transformation
+            (fun ps -> prefix (inner.Init ps))
+            (fun grads state ps ->
+                let u, s = inner.Update grads (strip state) ps
+                u, prefix s)
+
+    // -------------------------------------------------------------------------------------
+    // Transformations
+
+    /// Multiplies updates by a constant factor.
+    let scale (factor: float) : GradientTransformation =
+        checkRange "factor" factor (not (Double.IsNaN factor || Double.IsInfinity factor)) "it must be finite"
+        transformation (fun _ -> State.empty) (fun grads _ _ -> mapGrads (fun _ g -> g.mul (factor.ToScalar())) grads, State.empty)
+
+    /// Multiplies updates by minus the learning rate of the current step (descent). Keeps the
+    /// step count and the latest learning rate (<c>learning_rate</c>, float64) in its state.
+    let scaleByLearningRate (schedule: Schedule) : GradientTransformation =
+        if isNull (box schedule) then raise (ArgumentNullException("schedule"))
+        transformation
+            (fun _ -> State.ofSeq [ CountKey, torch.tensor 0L; LearningRateKey, torch.tensor (schedule 0L) ])
+            (fun grads state _ ->
+                let step = stepOf state
+                let lr = schedule step
+                if Double.IsNaN lr || Double.IsInfinity lr then
+                    raise (InvalidOperationException(sprintf "The learning-rate schedule returned %g at step %d; it must be finite." lr step))
+                let updates = mapGrads (fun _ g -> g.mul ((-lr).ToScalar())) grads
+                updates, State.ofSeq [ CountKey, torch.tensor (step + 1L); LearningRateKey, torch.tensor lr ])
+
+    /// Adds <c>weightDecay * param</c> to the updates. Before moment estimation it is an L2
+    /// penalty (torch's weight_decay in SGD, Adam and RMSprop); after it, decoupled weight
+    /// decay (AdamW).
+    let addDecayedWeights (weightDecay: float) : GradientTransformation =
+        nonNegative "weightDecay" weightDecay
+        transformation
+            (fun _ -> State.empty)
+            (fun grads _ ps -> mapGrads (fun k g -> g.add (paramFor ps k g, alpha = weightDecay.ToScalar())) grads, State.empty)
+
+    /// Scales all updates by one factor so that their global norm is at most
+    /// <paramref name="maxNorm"/>; updates already within it pass unchanged.
+    let clipByGlobalNorm (maxNorm: float) : GradientTransformation =
+        checkRange "maxNorm" maxNorm (maxNorm > 0.0 && not (Double.IsInfinity maxNorm)) "it must be a finite number > 0"
+        transformation
+            (fun _ -> State.empty)
+            (fun grads _ _ ->
+                let norm = globalNorm grads
+                // maxNorm / 0 is infinite, so a zero norm clamps to a factor of 1.
+                let factor = torch.tensor(maxNorm, dtype = torch.float64).div(norm).clamp_max (1.0.ToScalar())
+                mapGrads (fun _ g -> g.mul (factor.to_type g.dtype)) grads, State.empty)
+
+    /// Momentum as torch.optim.SGD computes it: <c>buf = momentum * buf + (1 - dampening) * g</c>
+    /// (<c>buf = g</c> at the first step), and the update is <c>buf</c>, or
+    /// <c>g + momentum * buf</c> with Nesterov. Keeps <c>trace/&lt;key&gt;</c> and the count.
+    let trace (momentum: float) (dampening: float) (nesterov: bool) : GradientTransformation =
+        nonNegative "momentum" momentum
+        checkRange "dampening" dampening (dampening >= 0.0 && dampening <= 1.0) "it must lie in [0, 1]"
+        if nesterov && (momentum <= 0.0 || dampening <> 0.0) then
+            raise (ArgumentException(sprintf "Nesterov momentum needs momentum > 0 and dampening 0; got momentum %g, dampening %g." momentum dampening, "nesterov"))
+        transformation
+            (fun ps -> State.ofSeq (Seq.append [ CountKey, torch.tensor 0L ] (zerosUnder "trace" ps)))
+            (fun grads state _ ->
+                let step = stepOf state
+                let traced = perParam "trace" state grads
+                let buffers =
+                    traced
+                    |> List.map (fun (k, g, buf) ->
+                        k, g, (if step = 0L then g else buf.mul(momentum.ToScalar()).add (g, alpha = (1.0 - dampening).ToScalar())))
+                let updates =
+                    buffers
+                    |> List.map (fun (k, g, buf) -> k, (if nesterov then g.add (buf, alpha = momentum.ToScalar()) else buf))
+                    |> State.ofSeq
+                let newState = buffers |> List.map (fun (k, _, buf) -> "trace/" + k, buf) |> List.append [ CountKey, torch.tensor (step + 1L) ]
+                updates, State.ofSeq newState)
+
+    /// Adam's moment estimation as torch.optim.Adam computes it, without the learning rate:
+    /// <c>m = b1 m + (1 - b1) g</c>, <c>v = b2 v + (1 - b2) g²</c>, update
+    /// <c>m / (1 - b1^t) / (sqrt v / sqrt(1 - b2^t) + eps)</c>. Keeps <c>mu/</c>, <c>nu/</c> and the count.
+    let scaleByAdam (beta1: float) (beta2: float) (eps: float) : GradientTransformation =
+        unitInterval "beta1" beta1
+        unitInterval "beta2" beta2
+        nonNegative "eps" eps
+        transformation
+            (fun ps -> State.ofSeq (Seq.concat [ seq [ CountKey, torch.tensor 0L ]; zerosUnder "mu" ps; zerosUnder "nu" ps ]))
+            (fun grads state _ ->
+                let step = stepOf state + 1L
+                let correction1 = 1.0 - Math.Pow(beta1, float step)
+                let correction2 = Math.Sqrt(1.0 - Math.Pow(beta2, float step))
+                let mus = perParam "mu" state grads
+                let nus = perParam "nu" state grads |> List.map (fun (_, _, v) -> v)
+                let entries = ResizeArray [ CountKey, torch.tensor step ]
+                let updates =
+                    List.map2
+                        (fun (k, g: torch.Tensor, m: torch.Tensor) (v: torch.Tensor) ->
+                            let m = m.mul(beta1.ToScalar()).add (g, alpha = (1.0 - beta1).ToScalar())
+                            let v = v.mul(beta2.ToScalar()).addcmul (g, g, value = (1.0 - beta2).ToScalar())
+                            let denom = v.sqrt().div(correction2.ToScalar()).add (eps.ToScalar())
+                            entries.Add("mu/" + k, m)
+                            entries.Add("nu/" + k, v)
+                            k, m.div(denom).div (correction1.ToScalar()))
+                        mus nus
+                updates |> State.ofSeq, State.ofSeq entries)
+
+    /// RMSprop's normalisation as torch.optim.RMSprop computes it, without momentum or learning
+    /// rate: <c>nu = alpha nu + (1 - alpha) g²</c>, update <c>g / (sqrt nu + eps)</c>; centered,
+    /// <c>mu = alpha mu + (1 - alpha) g</c> and update <c>g / (sqrt(nu - mu²) + eps)</c>.
+    let scaleByRms (alpha: float) (eps: float) (centered: bool) : GradientTransformation =
+        checkRange "alpha" alpha (alpha >= 0.0 && alpha <= 1.0) "it must lie in [0, 1]"
+        nonNegative "eps" eps
+        transformation
+            (fun ps -> State.ofSeq (Seq.append (zerosUnder "nu" ps) (if centered then zerosUnder "mu" ps else Seq.empty)))
+            (fun grads state _ ->
+                let nus = perParam "nu" state grads
+                let mus = if centered then perParam "mu" state grads |> List.map (fun (_, _, m) -> Some m) else nus |> List.map (fun _ -> None)
+                let entries = ResizeArray()
+                let updates =
+                    List.map2
+                        (fun (k, g: torch.Tensor, nu: torch.Tensor) (mu: torch.Tensor option) ->
+                            let nu = nu.mul(alpha.ToScalar()).addcmul (g, g, value = (1.0 - alpha).ToScalar())
+                            entries.Add("nu/" + k, nu)
+                            let avg =
+                                match mu with
+                                | Some mu ->
+                                    let mu = mu.mul(alpha.ToScalar()).add (g, alpha = (1.0 - alpha).ToScalar())
+                                    entries.Add("mu/" + k, mu)
+                                    nu.addcmul(mu, mu, value = (-1.0).ToScalar()).sqrt().add (eps.ToScalar())
+                                | None -> nu.sqrt().add (eps.ToScalar())
+                            k, g.div avg)
+                        nus mus
+                State.ofSeq updates, State.ofSeq entries)
+
+    // -------------------------------------------------------------------------------------
+    // Optimizers
+
+    let private chainOf (parts: GradientTransformation option list) = parts |> List.choose id |> chain
+
+    let private when' (condition: bool) (t: unit -> GradientTransformation) = if condition then Some(t ()) else None
+
+    /// SGD as torch.optim.SGD: L2 weight decay, momentum with dampening, optional Nesterov.
+    let sgdWith (options: SgdOptions) : GradientTransformation =
+        nonNegative "WeightDecay" options.WeightDecay
+        nonNegative "Momentum" options.Momentum
+        if options.Nesterov && (options.Momentum <= 0.0 || options.Dampening <> 0.0) then
+            raise (ArgumentException(sprintf "Nesterov momentum needs Momentum > 0 and Dampening 0; got Momentum %g, Dampening %g." options.Momentum options.Dampening, "options"))
+        chainOf [
+            when' (options.WeightDecay <> 0.0) (fun () -> addDecayedWeights options.WeightDecay)
+            when' (options.Momentum <> 0.0) (fun () -> trace options.Momentum options.Dampening options.Nesterov)
+            Some(scaleByLearningRate options.LearningRate)
+        ]
+
+    /// Plain SGD with a constant learning rate.
+    let sgd (learningRate: float) : GradientTransformation =
+        nonNegative "learningRate" learningRate
+        sgdWith { SgdOptions.Default with LearningRate = Schedule.constant learningRate }
+
+    /// Adam as torch.optim.Adam: WeightDecay is an L2 penalty added to the gradient.
+    let adamWith (options: AdamOptions) : GradientTransformation =
+        nonNegative "WeightDecay" options.WeightDecay
+        chainOf [
+            when' (options.WeightDecay <> 0.0) (fun () -> addDecayedWeights options.WeightDecay)
+            Some(scaleByAdam options.Beta1 options.Beta2 options.Eps)
+            Some(scaleByLearningRate options.LearningRate)
+        ]
+
+    /// Adam with a constant learning rate and torch's defaults.
+    let adam (learningRate: float) : GradientTransformation =
+        nonNegative "learningRate" learningRate
+        adamWith { AdamOptions.Default with LearningRate = Schedule.constant learningRate }
+
+    /// AdamW as torch.optim.AdamW: decoupled weight decay, <c>param -= lr * WeightDecay * param</c>.
+    let adamwWith (options: AdamOptions) : GradientTransformation =
+        nonNegative "WeightDecay" options.WeightDecay
+        chainOf [
+            Some(scaleByAdam options.Beta1 options.Beta2 options.Eps)
+            when' (options.WeightDecay <> 0.0) (fun () -> addDecayedWeights options.WeightDecay)
+            Some(scaleByLearningRate options.LearningRate)
+        ]
+
+    /// AdamW with a constant learning rate and weight decay 0.01 (PyTorch's defaults).
+    let adamw (learningRate: float) : GradientTransformation =
+        nonNegative "learningRate" learningRate
+        adamwWith { AdamOptions.DefaultW with LearningRate = Schedule.constant learningRate }
+
+    /// RMSprop as torch.optim.RMSprop: L2 weight decay, optional centering and momentum.
+    let rmspropWith (options: RmsPropOptions) : GradientTransformation =
+        nonNegative "WeightDecay" options.WeightDecay
+        nonNegative "Momentum" options.Momentum
+        chainOf [
+            when' (options.WeightDecay <> 0.0) (fun () -> addDecayedWeights options.WeightDecay)
+            Some(scaleByRms options.Alpha options.Eps options.Centered)
+            when' (options.Momentum > 0.0) (fun () -> trace options.Momentum 0.0 false)
+            Some(scaleByLearningRate options.LearningRate)
+        ]
+
+    /// RMSprop with a constant learning rate and torch's defaults.
+    let rmsprop (learningRate: float) : GradientTransformation =
+        nonNegative "learningRate" learningRate
+        rmspropWith { RmsPropOptions.Default with LearningRate = Schedule.constant learningRate }

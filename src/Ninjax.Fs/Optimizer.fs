@@ -1,0 +1,123 @@
+namespace Ninjax
+
+open System
+open System.Collections.Concurrent
+open System.Collections.Generic
+open System.Runtime.InteropServices
+open System.Text.RegularExpressions
+open TorchSharp
+
+/// What one optimizer step reports.
+type OptimizerMetrics =
+    {
+        /// The loss before the update (detached).
+        Loss: torch.Tensor
+        /// The global L2 norm of the gradients before any transformation, in the loss's dtype.
+        GradNorm: torch.Tensor
+        /// The learning rate of this update, when the transformation has one
+        /// (Optax.scaleByLearningRate records it).
+        LearningRate: float option
+    }
+
+/// A module that owns an optimizer (ninjax's OptaxModule): it differentiates a loss with respect
+/// to targets, turns the gradients into updates with a gradient transformation, writes the new
+/// parameters, and keeps the transformation's state under its own path
+/// (<c>model/opt/mu/model/h1/w</c>, <c>model/opt/count</c>). The state is created on first use,
+/// so Nj.init creates it (and leaves the parameters as they were initialised).
+[<AllowNullLiteral>]
+type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterValue(null: string)>] name: string) =
+    inherit Module(name)
+
+    do
+        if isNull (box transform) then
+            raise (ArgumentNullException("transform", "An Optimizer needs a gradient transformation, such as Optax.adam 1e-3."))
+
+    // Targets that would include the optimizer's own state, rewritten once per target key.
+    let excluding = ConcurrentDictionary<string, Target>()
+
+    /// Errors about the transformation's state name keys relative to this optimizer; say which.
+    let located (path: string) (e: exn) : exn =
+        let message = sprintf "In optimizer '%s' (its state keys are relative to that path): %s" path e.Message
+        match e with
+        | :? KeyNotFoundException -> KeyNotFoundException(message, e) :> exn
+        | :? ArgumentOutOfRangeException -> e
+        | :? ArgumentException -> ArgumentException(message, e) :> exn
+        | _ -> e
+
+    /// The gradient transformation.
+    member _.Transform = transform
+
+    /// A target that selects this optimizer's own state is narrowed to exclude it, so that
+    /// <c>Target.Module model</c> works when the optimizer lives under <c>model</c>.
+    member private this.Narrow(targets: Target list) : Target list =
+        if isNull (box targets) then raise (ArgumentNullException("targets"))
+        let own = this.Path
+        let narrow (prefix: string) (original: Target) =
+            if prefix = own then
+                raise (ArgumentException(sprintf "The gradient target %O is the optimizer '%s' itself; target the parameters it should update." original own, "targets"))
+            elif Key.isUnder prefix own then
+                excluding.GetOrAdd(
+                    prefix,
+                    fun p ->
+                        let rest = own.Substring(p.Length + 1)
+                        let pattern = "^" + Regex.Escape p + "(?:$|/(?!" + Regex.Escape rest + "(?:/|$)))"
+                        Target.Pattern(Regex(pattern, RegexOptions.Compiled ||| RegexOptions.CultureInvariant))
+                )
+            else original
+        targets
+        |> List.map (fun t ->
+            match t with
+            | Target.Key k -> narrow k t
+            | Target.Module m -> narrow m.Path t
+            | Target.Pattern _ -> t)
+
+    /// Applies gradients to parameters: the transformation's update (creating its state on first
+    /// use), the new parameters written to the state, and the optimizer state advanced. Returns
+    /// the new parameters and the learning rate used. Both states are keyed by parameter key.
+    member this.Apply(parameters: State, grads: State) : State * float option =
+        if isNull parameters then raise (ArgumentNullException("parameters"))
+        if isNull grads then raise (ArgumentNullException("grads"))
+        let stored = this.Values
+        let state =
+            if stored.Count > 0 then stored
+            else
+                let fresh = transform.Init parameters
+                for key, value in State.toSeq fresh do
+                    this.Get(key, fun () -> value) |> ignore
+                fresh
+        let updates, next =
+            try
+                transform.Update grads state parameters
+            with
+            | :? ArgumentException
+            | :? KeyNotFoundException as e -> raise (located this.Path e)
+        let updated = Optax.applyUpdates parameters updates
+        Ambient.exec (Prog.putMany (State.toSeq updated))
+        let prefix = this.Path + "/"
+        this.PutM(next |> State.toSeq |> Seq.map (fun (k, v) -> prefix + k, v) |> State.ofSeq)
+        let learningRate =
+            next
+            |> State.toSeq
+            |> Seq.tryFind (fun (k, _) -> k = Optax.LearningRateKey || k.EndsWith("/" + Optax.LearningRateKey, StringComparison.Ordinal))
+            |> Option.map (fun (_, lr) -> lr.item<double> ())
+        updated, learningRate
+
+    member private this.Step(loss: torch.Tensor, parameters: State, grads: State) : OptimizerMetrics =
+        let gradNorm = Optax.globalNorm grads
+        let _, learningRate = this.Apply(parameters, grads)
+        { Loss = loss; GradNorm = gradNorm.to_type loss.dtype; LearningRate = learningRate }
+
+    /// Takes one optimizer step on <paramref name="loss"/> applied to <paramref name="arg"/>,
+    /// with respect to <paramref name="targets"/> (the optimizer's own state is never a target):
+    /// <c>opt.Minimize(this.Loss, [ Target.Module h1 ], (x, y))</c>.
+    member this.Minimize(loss: 'A -> torch.Tensor, targets: Target list, arg: 'A) : OptimizerMetrics =
+        if isNull (box loss) then raise (ArgumentNullException("loss"))
+        let value, parameters, grads = Nj.grad loss (this.Narrow targets) arg
+        this.Step(value, parameters, grads)
+
+    /// Like Minimize, for a loss that also returns an auxiliary value, which is returned beside
+    /// the metrics.
+    member this.MinimizeAux(loss: 'A -> torch.Tensor * 'Aux, targets: Target list, arg: 'A) : OptimizerMetrics * 'Aux =
+        if isNull (box loss) then raise (ArgumentNullException("loss"))
+        let value, parameters, grads, aux = Nj.gradAux loss (this.Narrow targets) arg
+        this.Step(value, parameters, grads), aux

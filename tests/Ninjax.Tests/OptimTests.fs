@@ -1,0 +1,454 @@
+module Ninjax.Tests.OptimTests
+
+open System
+open System.Collections.Generic
+open Expecto
+open TorchSharp
+open TorchSharp.Modules
+open Ninjax
+open Ninjax.Tests.Helpers
+
+// ---------------------------------------------------------------------------------------------
+// Cross-check against torch.optim
+
+/// Parameter shapes of different ranks, a scalar included.
+let private shapes = [ "layer/w", [| 3L; 4L |]; "layer/b", [| 5L |]; "conv/k", [| 2L; 3L; 2L |]; "scale", [||] ]
+
+/// Initial parameters and 100 steps of gradients, drawn from a seeded generator.
+let private problem (dtype: torch.ScalarType) =
+    use g = new torch.Generator(1234UL)
+    let parameters = shapes |> List.map (fun (k, s) -> k, torch.randn(s, dtype = dtype, generator = g))
+    let grads = List.init 100 (fun _ -> shapes |> List.map (fun (k, s) -> k, torch.randn(s, dtype = dtype, generator = g)))
+    parameters, grads
+
+/// The parameters after torch.optim's optimizer took a step for each gradient set.
+let private runTorch (make: Parameter list -> torch.optim.Optimizer) (parameters: (string * torch.Tensor) list) grads =
+    let ps = parameters |> List.map (fun (_, t: torch.Tensor) -> new Parameter(t.clone (), requires_grad = true))
+    let optimizer = make ps
+    for step in grads do
+        for p: Parameter, (_, g: torch.Tensor) in List.zip ps step do
+            p.grad <- g.clone ()
+        optimizer.step () |> ignore
+    List.zip (List.map fst parameters) (ps |> List.map (fun p -> p.detach().clone ()))
+
+/// The parameters after our transformation updated them for each gradient set.
+let private runOurs (t: GradientTransformation) (parameters: (string * torch.Tensor) list) grads =
+    let mutable ps = State.ofSeq parameters
+    let mutable s = t.Init ps
+    for step in grads do
+        let updates, next = t.Update (State.ofSeq step) s ps
+        ps <- Optax.applyUpdates ps updates
+        s <- next
+    ps
+
+/// The largest relative difference over all parameters, each measured against its tensor's
+/// scale: max |ours - torch| / max |torch|. (Elementwise relative error is meaningless for
+/// entries that pass near zero; for the scalar parameter the two coincide.)
+let private maxRelativeError (ours: State) (theirs: (string * torch.Tensor) list) =
+    theirs
+    |> List.map (fun (k, expected: torch.Tensor) ->
+        let actual = ours.[k]
+        Expect.equal actual.shape expected.shape (sprintf "shape of %s" k)
+        Expect.equal actual.dtype expected.dtype (sprintf "dtype of %s" k)
+        let rel = (actual - expected).abs().max().div (expected.abs().max ())
+        rel.to_type(torch.float64).item<float> ())
+    |> List.max
+
+let private crossCheck name (dtype: torch.ScalarType) (tolerance: float) (ours: GradientTransformation) (theirs: Parameter list -> torch.optim.Optimizer) =
+    testCase (sprintf "%s matches torch.optim after 100 steps (%O)" name dtype) <| fun () ->
+        use _scope = torch.NewDisposeScope()
+        let parameters, grads = problem dtype
+        let expected = runTorch theirs parameters grads
+        let actual = runOurs ours parameters grads
+        // The parameters must have moved, or the comparison proves nothing.
+        for k, p in parameters do
+            Expect.isFalse (identical actual.[k] p) (sprintf "%s moved" k)
+        let err = maxRelativeError actual expected
+        Expect.isLessThan err tolerance (sprintf "%s: max relative error %g" name err)
+
+let private asParams (ps: Parameter list) : IEnumerable<Parameter> = Seq.ofList ps
+
+/// Name, our transformation, torch's optimizer, and the float32 tolerance. Float32 results of
+/// 100 steps differ from a float64 run by up to about 1e-6 for both implementations (rounding);
+/// float64 results are compared at 1e-13.
+let private optimizers =
+    [
+        "Adam",
+        Optax.adam 1e-2,
+        (fun ps -> torch.optim.Adam(asParams ps, lr = 1e-2, beta1 = 0.9, beta2 = 0.999, eps = 1e-8) :> torch.optim.Optimizer),
+        1e-6
+
+        "Adam with L2 weight decay and other betas",
+        Optax.adamWith { AdamOptions.Default with LearningRate = Schedule.constant 3e-3; Beta1 = 0.8; Beta2 = 0.99; Eps = 1e-6; WeightDecay = 0.1 },
+        (fun ps -> torch.optim.Adam(asParams ps, lr = 3e-3, beta1 = 0.8, beta2 = 0.99, eps = 1e-6, weight_decay = 0.1)),
+        1e-6
+
+        // torch.optim.AdamW decays the parameters in place, a rounding step of its own, where the
+        // Optax form adds the decay to the update: in float32 the two drift apart by about one
+        // rounding per step (float64 agrees to 1e-15). With lr and weight decay powers of two the
+        // factor (1 - lr * weight_decay) is exact in float32; with torch's default 0.01 it is not,
+        // and torch's float32 result is itself 2e-6 off its float64 one.
+        "AdamW",
+        Optax.adamwWith { AdamOptions.Default with LearningRate = Schedule.constant (1.0 / 128.0); WeightDecay = 0.125 },
+        (fun ps -> torch.optim.AdamW(asParams ps, lr = 1.0 / 128.0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.125)),
+        2e-6
+
+        "AdamW with default weight decay",
+        Optax.adamw 1e-2,
+        (fun ps -> torch.optim.AdamW(asParams ps, lr = 1e-2, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01)),
+        5e-6
+
+        "SGD",
+        Optax.sgd 0.05,
+        (fun ps -> torch.optim.SGD(asParams ps, 0.05)),
+        1e-6
+
+        "SGD with momentum",
+        Optax.sgdWith { SgdOptions.Default with LearningRate = Schedule.constant 0.05; Momentum = 0.9 },
+        (fun ps -> torch.optim.SGD(asParams ps, 0.05, momentum = 0.9)),
+        1e-6
+
+        "SGD with Nesterov momentum and weight decay",
+        Optax.sgdWith { SgdOptions.Default with LearningRate = Schedule.constant 0.05; Momentum = 0.9; Nesterov = true; WeightDecay = 0.01 },
+        (fun ps -> torch.optim.SGD(asParams ps, 0.05, momentum = 0.9, nesterov = true, weight_decay = 0.01)),
+        1e-6
+
+        "SGD with dampened momentum",
+        Optax.sgdWith { SgdOptions.Default with LearningRate = Schedule.constant 0.05; Momentum = 0.8; Dampening = 0.3 },
+        (fun ps -> torch.optim.SGD(asParams ps, 0.05, momentum = 0.8, dampening = 0.3)),
+        1e-6
+
+        "RMSprop",
+        Optax.rmsprop 1e-2,
+        (fun ps -> torch.optim.RMSProp(asParams ps, lr = 1e-2, alpha = 0.99, eps = 1e-8)),
+        1e-6
+
+        "RMSprop centered with momentum and weight decay",
+        Optax.rmspropWith { RmsPropOptions.Default with LearningRate = Schedule.constant 1e-3; Alpha = 0.9; Momentum = 0.9; Centered = true; WeightDecay = 0.01 },
+        (fun ps -> torch.optim.RMSProp(asParams ps, lr = 1e-3, alpha = 0.9, eps = 1e-8, weight_decay = 0.01, momentum = 0.9, centered = true)),
+        1e-6
+    ]
+
+// ---------------------------------------------------------------------------------------------
+// The Quickstart model with an optimizer module
+
+/// The seed README's Quickstart model, training with an Optimizer module instead of manual SGD.
+type OptModel(size: int, ?name: string) as this =
+    inherit Module(defaultArg name "model")
+    let h1 = this.Sub("h1", fun () -> Linear 128)
+    let h2 = this.Sub("h2", fun () -> Linear 128)
+    let opt = this.Sub("opt", fun () -> Optimizer(Optax.adam 1e-2))
+
+    member this.Predict(x: torch.Tensor) =
+        let x = torch.nn.functional.relu (h1.Forward x)
+        let x = torch.nn.functional.relu (h2.Forward x)
+        let x = this.Sub("h3", fun () -> Linear(size, useBias = false)).Forward x
+        x + this.Get("bias", fun () -> torch.zeros(int64 size))
+
+    member this.Loss(x: torch.Tensor, y: torch.Tensor) = (this.Predict x - y).square().mean()
+
+    member this.Targets = [ Target.Module h1; Target.Module h2; Target.Key(this.Path + "/h3"); Target.Key(this.Path + "/bias") ]
+
+    member this.Train(x: torch.Tensor, y: torch.Tensor) = opt.Minimize(this.Loss, this.Targets, (x, y))
+
+    member this.TrainOn(targets: Target list, x: torch.Tensor, y: torch.Tensor) = opt.Minimize(this.Loss, targets, (x, y))
+
+    member this.TrainAux(x: torch.Tensor, y: torch.Tensor) =
+        opt.MinimizeAux((fun (x: torch.Tensor, y: torch.Tensor) -> let p = this.Predict x in (p - y).square().mean (), p.shape), this.Targets, (x, y))
+
+let private data () =
+    use g = new torch.Generator(7UL)
+    torch.randn([| 64L; 32L |], generator = g), torch.randn([| 64L; 3L |], generator = g)
+
+/// Runs a purified function for n steps and returns the states and outputs in order.
+let private steps (n: int) (f: State -> 'A -> State * 'B) (state: State) (arg: 'A) =
+    List.scan (fun (s, _) _ -> let s1, out = f s arg in s1, Some out) (state, None) [ 1..n ]
+    |> List.tail
+    |> List.map (fun (s, out) -> s, out.Value)
+
+let private count (state: State) = state.["model/opt/count"].item<int64> ()
+
+[<Tests>]
+let tests =
+    testList "optim" [
+        testList "torch.optim cross-check" [
+            for name, ours, theirs, tolerance32 in optimizers do
+                crossCheck name torch.float32 tolerance32 ours theirs
+                crossCheck name torch.float64 1e-13 ours theirs
+        ]
+
+        testList "schedules" [
+            testCase "constant is the same at every step" <| fun () ->
+                let s = Schedule.constant 0.3
+                Expect.equal [ s 0L; s 1L; s 1000000L ] [ 0.3; 0.3; 0.3 ] "values"
+
+            testCase "linearWarmup rises linearly, then stays at the peak" <| fun () ->
+                let s = Schedule.linearWarmup 0.0 1.0 10L
+                Expect.equal [ s 0L; s 5L; s 10L; s 11L; s 100L ] [ 0.0; 0.5; 1.0; 1.0; 1.0 ] "values"
+                Expect.floatClose Accuracy.veryHigh (Schedule.linearWarmup 0.1 0.5 4L 1L) 0.2 "from a nonzero start"
+
+            testCase "linearWarmupInto hands over to the next schedule at the end of the warmup" <| fun () ->
+                let s = Schedule.linearWarmupInto 0.0 10L (Schedule.cosineDecay 1.0 100L 0.0)
+                Expect.equal (s 5L) 0.5 "halfway through the warmup"
+                Expect.equal (s 10L) 1.0 "the decay starts at its initial value"
+                Expect.floatClose Accuracy.veryHigh (s 60L) 0.5 "halfway through the decay"
+                Expect.floatClose Accuracy.veryHigh (s 110L) 0.0 "end of the decay"
+
+            testCase "cosineDecay falls along half a cosine to alpha times the initial value" <| fun () ->
+                let s = Schedule.cosineDecay 2.0 100L 0.1
+                Expect.equal (s 0L) 2.0 "start"
+                Expect.floatClose Accuracy.veryHigh (s 50L) (2.0 * (0.9 * 0.5 + 0.1)) "middle"
+                Expect.floatClose Accuracy.veryHigh (s 25L) (2.0 * (0.9 * 0.5 * (1.0 + cos (Math.PI / 4.0)) + 0.1)) "quarter"
+                Expect.floatClose Accuracy.veryHigh (s 100L) 0.2 "end"
+                Expect.floatClose Accuracy.veryHigh (s 1000L) 0.2 "after the end"
+
+            testCase "warmupCosineDecay warms up, then decays to the end value at decaySteps" <| fun () ->
+                let s = Schedule.warmupCosineDecay 0.0 1.0 10L 110L 0.1
+                Expect.equal [ s 0L; s 5L; s 10L ] [ 0.0; 0.5; 1.0 ] "warmup"
+                Expect.floatClose Accuracy.veryHigh (s 60L) 0.55 "middle of the decay"
+                Expect.floatClose Accuracy.veryHigh (s 110L) 0.1 "end"
+                Expect.floatClose Accuracy.veryHigh (s 500L) 0.1 "after the end"
+
+            testCase "bad schedule arguments are refused, naming the argument" <| fun () ->
+                mentions (throwsWith<ArgumentOutOfRangeException> (fun () -> Schedule.linearWarmup 0.0 1.0 0L |> ignore)) [ "warmupSteps" ]
+                mentions (throwsWith<ArgumentOutOfRangeException> (fun () -> Schedule.cosineDecay 1.0 10L 1.5 |> ignore)) [ "alpha" ]
+                mentions (throwsWith<ArgumentOutOfRangeException> (fun () -> Schedule.warmupCosineDecay 0.0 1.0 10L 10L 0.0 |> ignore)) [ "decaySteps" ]
+
+            testCase "scaleByLearningRate follows the schedule through the step count" <| fun () ->
+                let schedule = Schedule.linearWarmup 0.0 1.0 4L
+                let t = Optax.sgdWith { SgdOptions.Default with LearningRate = schedule }
+                let ps = State.ofSeq [ "w", vec [ 0.0f; 0.0f ] ]
+                let grads = State.ofSeq [ "w", vec [ 1.0f; 2.0f ] ]
+                let mutable s = t.Init ps
+                Expect.equal (s.[Optax.CountKey].dtype) torch.int64 "count is int64"
+                for step in 0L .. 6L do
+                    let u, next = t.Update grads s ps
+                    let lr = schedule step
+                    expectIdentical u.["w"] (vec [ float32 -lr; float32 (-2.0 * lr) ]) (sprintf "update at step %d" step)
+                    Expect.equal (next.[Optax.CountKey].item<int64> ()) (step + 1L) "count"
+                    Expect.equal (next.[Optax.LearningRateKey].item<double> ()) lr "recorded learning rate"
+                    s <- next
+        ]
+
+        testList "transformations" [
+            testCase "clipByGlobalNorm scales to exactly the maximum norm" <| fun () ->
+                let grads = State.ofSeq [ "a", vec [ 3.0f ]; "b", vec [ 0.0f; 4.0f ] ]
+                let u, s = (Optax.clipByGlobalNorm 1.0).Update grads State.empty State.empty
+                Expect.equal (State.count s) 0 "no state"
+                expectClose u.["a"] (vec [ 0.6f ]) 1e-7 "a"
+                expectClose u.["b"] (vec [ 0.0f; 0.8f ]) 1e-7 "b"
+                Expect.floatClose Accuracy.high (Optax.globalNorm(u).item<double> ()) 1.0 "norm after clipping"
+
+            testCase "clipByGlobalNorm leaves small and zero gradients unchanged" <| fun () ->
+                let clip = Optax.clipByGlobalNorm 10.0
+                let grads = State.ofSeq [ "a", vec [ 3.0f ]; "b", vec [ 0.0f; 4.0f ] ]
+                let u, _ = clip.Update grads State.empty State.empty
+                expectSameState u grads "within the norm"
+                let zeros = State.ofSeq [ "a", torch.zeros 3L ]
+                let z, _ = clip.Update zeros State.empty State.empty
+                expectSameState z zeros "zero norm"
+
+            testCase "globalNorm is the L2 norm over all tensors" <| fun () ->
+                let s = State.ofSeq [ "a", vec [ 1.0f; 2.0f ]; "b", torch.tensor 2.0; "c", vec [ 4.0f ] ]
+                Expect.equal (Optax.globalNorm(s).item<double> ()) 5.0 "sqrt(1 + 4 + 4 + 16)"
+
+            testCase "chain applies its members in order" <| fun () ->
+                let grads = State.ofSeq [ "a", vec [ 3.0f; 4.0f ] ]
+                let scaleThenClip, _ = (Optax.chain [ Optax.scale 2.0; Optax.clipByGlobalNorm 1.0 ]).Update grads State.empty State.empty
+                let clipThenScale, _ = (Optax.chain [ Optax.clipByGlobalNorm 1.0; Optax.scale 2.0 ]).Update grads State.empty State.empty
+                expectClose scaleThenClip.["a"] (vec [ 0.6f; 0.8f ]) 1e-7 "scale, then clip"
+                expectClose clipThenScale.["a"] (vec [ 1.2f; 1.6f ]) 1e-7 "clip, then scale"
+
+            testCase "addDecayedWeights adds weightDecay times the parameters" <| fun () ->
+                let ps = State.ofSeq [ "w", vec [ 1.0f; -2.0f ] ]
+                let grads = State.ofSeq [ "w", vec [ 0.5f; 0.5f ] ]
+                let u, _ = (Optax.addDecayedWeights 0.1).Update grads State.empty ps
+                expectClose u.["w"] (vec [ 0.6f; 0.3f ]) 1e-7 "g + 0.1 p"
+
+            testCase "adam's state has mu, nu and count keyed by parameter" <| fun () ->
+                let ps = State.ofSeq [ "model/h1/w", torch.ones(2L, 3L); "model/b", torch.ones 3L ]
+                let s = (Optax.adam 1e-3).Init ps
+                Expect.equal
+                    (State.keys s)
+                    [ "count"; "learning_rate"; "mu/model/b"; "mu/model/h1/w"; "nu/model/b"; "nu/model/h1/w" ]
+                    "keys"
+                expectIdentical s.["mu/model/h1/w"] (torch.zeros(2L, 3L)) "zero moments"
+                expectIdentical s.["count"] (torch.tensor 0L) "count"
+
+            testCase "Update never changes the states it is given" <| fun () ->
+                let ps = State.ofSeq [ "w", vec [ 1.0f; 2.0f ]; "b", vec [ 0.5f ] ]
+                let grads = State.ofSeq [ "w", vec [ 0.1f; -0.2f ]; "b", vec [ 0.3f ] ]
+                let t = Optax.chain [ Optax.clipByGlobalNorm 0.1; Optax.rmspropWith { RmsPropOptions.Default with Momentum = 0.9; Centered = true; WeightDecay = 0.1 } ]
+                let s0 = t.Init ps
+                let s1 = snd (t.Update grads s0 ps)
+                let snapshot (s: State) = s |> State.map (fun _ v -> v.clone ())
+                let before = [ snapshot ps; snapshot grads; snapshot s1 ]
+                let u, s2 = t.Update grads s1 ps
+                Optax.applyUpdates ps u |> ignore
+                List.iter2 (fun (a: State) b -> expectSameState a b "input unchanged") [ ps; grads; s1 ] before
+                Expect.equal (s2.["count"].item<int64> ()) 2L "count advanced"
+
+            testCase "chaining two transformations with the same keys needs scoped" <| fun () ->
+                let ps = State.ofSeq [ "w", vec [ 1.0f ] ]
+                let twice = Optax.chain [ Optax.scaleByAdam 0.9 0.999 1e-8; Optax.scaleByAdam 0.9 0.999 1e-8 ]
+                mentions (throwsWith<ArgumentException> (fun () -> twice.Init ps |> ignore)) [ "mu/w"; "scoped" ]
+                let scoped = Optax.chain [ Optax.scaleByAdam 0.9 0.999 1e-8; Optax.scoped "second" (Optax.scaleByAdam 0.9 0.999 1e-8) ]
+                let s = scoped.Init ps
+                Expect.containsAll (State.keys s) [ "mu/w"; "second/mu/w"; "second/count"; "count" ] "keys"
+                let _, s1 = scoped.Update (State.ofSeq [ "w", vec [ 1.0f ] ]) s ps
+                Expect.equal (State.keys s1) (State.keys s) "same keys after an update"
+                Expect.equal (s1.["second/count"].item<int64> ()) 1L "scoped count"
+
+            testCase "bad hyperparameters are refused, naming them" <| fun () ->
+                mentions (throwsWith<ArgumentOutOfRangeException> (fun () -> Optax.adamWith { AdamOptions.Default with Beta1 = 1.0 } |> ignore)) [ "beta1" ]
+                mentions (throwsWith<ArgumentOutOfRangeException> (fun () -> Optax.sgd -0.1 |> ignore)) [ "learningRate" ]
+                mentions (throwsWith<ArgumentException> (fun () -> Optax.sgdWith { SgdOptions.Default with Nesterov = true } |> ignore)) [ "Nesterov"; "Momentum" ]
+                mentions (throwsWith<ArgumentOutOfRangeException> (fun () -> Optax.clipByGlobalNorm 0.0 |> ignore)) [ "maxNorm" ]
+
+            testCase "moments of another shape are refused, naming the key and both shapes" <| fun () ->
+                let t = Optax.adam 1e-3
+                let s = t.Init(State.ofSeq [ "w", torch.zeros 3L ])
+                let msg = throwsWith<ArgumentException> (fun () -> t.Update (State.ofSeq [ "w", torch.ones 4L ]) s (State.ofSeq [ "w", torch.ones 4L ]) |> ignore)
+                mentions msg [ "mu/w"; "'w'"; "[|3L|]"; "[|4L|]" ]
+        ]
+
+        testList "Optimizer module" [
+            testCase "init creates the optimizer state and leaves the parameters as initialised" <| fun () ->
+                let x, y = data ()
+                let state = Nj.init 0L (OptModel 3).Train State.empty (x, y)
+                let plain = Nj.init 0L (OptModel 3).Loss State.empty (x, y)
+                let paramKeys = State.keys plain
+                for k in paramKeys do
+                    expectIdentical state.[k] plain.[k] (sprintf "parameter %s as initialised" k)
+                let optKeys = State.keys state |> List.filter (fun k -> k.StartsWith "model/opt/")
+                Expect.equal
+                    optKeys
+                    ([ "model/opt/count"; "model/opt/learning_rate" ]
+                     @ [ for k in paramKeys -> "model/opt/mu/" + k ]
+                     @ [ for k in paramKeys -> "model/opt/nu/" + k ])
+                    "optimizer entries"
+                Expect.equal (State.count state) (paramKeys.Length + optKeys.Length) "nothing else"
+                Expect.equal (count state) 0L "count starts at 0"
+                for k in paramKeys do
+                    expectIdentical state.["model/opt/mu/" + k] (torch.zeros_like plain.[k]) (sprintf "mu of %s" k)
+
+            testCase "the loss falls over 20 steps and the count advances by one per call" <| fun () ->
+                let x, y = data ()
+                let model = OptModel 3
+                let state = Nj.init 0L model.Train State.empty (x, y)
+                let run = steps 20 (Nj.purify model.Train) state (x, y)
+                let losses = run |> List.map (fun (_, m) -> m.Loss.item<float32> ())
+                Expect.isLessThan (List.last losses) (List.head losses * 0.5f) (sprintf "loss falls: %A" losses)
+                Expect.equal (run |> List.map (fst >> count)) [ 1L .. 20L ] "count"
+                for _, m in run do
+                    Expect.equal m.LearningRate (Some 1e-2) "learning rate"
+                    Expect.isGreaterThan (m.GradNorm.item<float32> ()) 0.0f "gradient norm"
+                let s1 = fst run.Head
+                Expect.isFalse (identical s1.["model/opt/mu/model/h1/w"] state.["model/opt/mu/model/h1/w"]) "moments move"
+                Expect.isFalse (identical s1.["model/h1/w"] state.["model/h1/w"]) "parameters move"
+                Expect.equal (State.keys s1) (State.keys state) "no new keys"
+
+            testCase "the metrics report the gradient norm of the step" <| fun () ->
+                let x, y = data ()
+                let model = OptModel 3
+                let state = Nj.init 0L model.Train State.empty (x, y)
+                let _, metrics = Nj.purify model.Train state (x, y)
+                let _, (loss, _, grads) = Nj.purify (fun (x, y) -> Nj.grad model.Loss model.Targets (x, y)) state (x, y)
+                expectIdentical metrics.Loss loss "loss"
+                expectClose metrics.GradNorm (Optax.globalNorm(grads).to_type torch.float32) 1e-6 "gradient norm"
+
+            testCase "a training step keeps only the new state and the metrics alive" <| fun () ->
+                let x, y = data ()
+                let model = OptModel 3
+                let state = Nj.init 0L model.Train State.empty (x, y)
+                let train = Nj.purify model.Train
+                let s1, _ = train state (x, y)
+                use scope = torch.NewDisposeScope()
+                let before = scope.DisposablesCount
+                let s2, metrics = train s1 (x, y)
+                // Every entry is rewritten by a step; besides them only the loss and the norm survive.
+                Expect.equal (scope.DisposablesCount - before) (State.count s2 + 2) "survivors only"
+                Expect.isFalse metrics.GradNorm.IsInvalid "metrics alive"
+                for k in State.keys s1 do
+                    Expect.isFalse s1.[k].IsInvalid (sprintf "input entry %s alive" k)
+
+            testCase "two runs with the same seed are bit-identical" <| fun () ->
+                let x, y = data ()
+                let run () =
+                    let model = OptModel 3
+                    let state = Nj.init 3L model.Train State.empty (x, y)
+                    steps 5 (Nj.purify model.Train) state (x, y) |> List.last |> fst
+                expectSameState (run ()) (run ()) "same seed"
+
+            testCase "a restart from a saved state continues like an uninterrupted run" <| fun () ->
+                let x, y = data ()
+                let model = OptModel 3
+                let state = Nj.init 0L model.Train State.empty (x, y)
+                let uninterrupted = steps 10 (Nj.purify model.Train) state (x, y)
+                let saved = fst uninterrupted.[4]
+                let restarted = OptModel 3
+                let resumed = steps 5 (Nj.purify restarted.Train) saved (x, y)
+                expectSameState (fst (List.last resumed)) (fst (List.last uninterrupted)) "after 10 steps"
+                Expect.equal (count (fst (List.last resumed))) 10L "count"
+
+            testCase "a target that contains the optimizer excludes its state" <| fun () ->
+                let x, y = data ()
+                let model = OptModel 3
+                let state = Nj.init 0L model.Train State.empty (x, y)
+                let explicitTargets = steps 2 (Nj.purify model.Train) state (x, y) |> List.last |> fst
+                let whole = steps 2 (Nj.purify (fun (x, y) -> model.TrainOn([ Target.Module model ], x, y))) state (x, y) |> List.last |> fst
+                expectSameState whole explicitTargets "Target.Module model"
+                let msg = throwsWith<ArgumentException> (fun () -> Nj.purify (fun (x, y) -> model.TrainOn([ Target.Key "model/opt" ], x, y)) state (x, y) |> ignore)
+                mentions msg [ "model/opt"; "optimizer" ]
+
+            testCase "MinimizeAux returns the auxiliary output beside the metrics" <| fun () ->
+                let x, y = data ()
+                let model = OptModel 3
+                let state = Nj.init 0L model.TrainAux State.empty (x, y)
+                let s1, (metrics, shape) = Nj.purify model.TrainAux state (x, y)
+                Expect.equal shape [| 64L; 3L |] "aux"
+                Expect.equal (count s1) 1L "count"
+                let s1', metrics' = Nj.purify model.Train state (x, y)
+                expectIdentical metrics.Loss metrics'.Loss "same loss as Minimize"
+                expectSameState s1 s1' "same step as Minimize"
+
+            testCase "without init, the optimizer cannot create its state and says so" <| fun () ->
+                let x, y = data ()
+                let model = OptModel 3
+                let paramsOnly = Nj.init 0L model.Loss State.empty (x, y)
+                let msg = throwsWith<InvalidOperationException> (fun () -> Nj.purify model.Train paramsOnly (x, y) |> ignore)
+                mentions msg [ "model/opt/"; "Nj.init" ]
+
+            testCase "it trains with lazily created state when the call may create" <| fun () ->
+                let x, y = data ()
+                let model = OptModel 3
+                let s1, m1 = Nj.purifyWith creating model.Train State.empty (x, y)
+                Expect.equal (count s1) 1L "one step taken"
+                let s2, m2 = Nj.purify model.Train s1 (x, y)
+                Expect.equal (count s2) 2L "two steps"
+                Expect.isLessThan (m2.Loss.item<float32> ()) (m1.Loss.item<float32> ()) "loss falls"
+
+            testCase "targets that change between calls give an error naming the key" <| fun () ->
+                let x, y = data ()
+                let model = OptModel 3
+                let state = Nj.init 0L model.Train State.empty (x, y)
+                let train targets = Nj.purify (fun (x, y) -> model.TrainOn(targets, x, y))
+                let fewer = throwsWith<ArgumentException> (fun () -> train [ Target.Key "model/h1"; Target.Key "model/h2" ] state (x, y) |> ignore)
+                mentions fewer [ "model/opt"; "model/bias"; "targets changed" ]
+                let partial = Nj.init 0L (fun (x, y) -> model.TrainOn([ Target.Key "model/h1" ], x, y)) State.empty (x, y)
+                let more = throwsWith<KeyNotFoundException> (fun () -> train model.Targets partial (x, y) |> ignore)
+                mentions more [ "model/opt"; "mu/model/bias"; "'model/bias'" ]
+                // The caller's states are untouched by the failed calls.
+                Expect.equal (count state) 0L "state unchanged"
+                Expect.isFalse state.["model/opt/mu/model/h1/w"].IsInvalid "moments alive"
+
+            testCase "integer parameters cannot be targets" <| fun () ->
+                let m = Module("counted")
+                let opt = m.Sub("opt", fun () -> Optimizer(Optax.sgd 0.1))
+                let f (x: torch.Tensor) =
+                    m.Get("steps", fun () -> torch.tensor 0L) |> ignore
+                    opt.Minimize((fun (x: torch.Tensor) -> (m.Get("w", fun () -> torch.ones 3L) * x).sum ()), [ Target.Module m ], x)
+                let msg = throwsWith<ArgumentException> (fun () -> Nj.init 0L f State.empty (torch.ones 3L) |> ignore)
+                mentions msg [ "counted/steps"; "Int64" ]
+        ]
+    ]
