@@ -7,6 +7,21 @@ open System.Runtime.InteropServices
 open System.Text.RegularExpressions
 open TorchSharp
 
+/// A stable 64-bit fingerprint (FNV-1a) of a list of keys; unlike String.GetHashCode it is the
+/// same in every process, so it can be stored in checkpoints.
+module internal Fingerprint =
+    /// Where an optimizer keeps the fingerprint of its parameter keys, relative to its path.
+    [<Literal>]
+    let Key = "targets"
+
+    let ofKeys (keys: string list) : int64 =
+        let mutable h = 0xcbf29ce484222325UL
+        for k in keys do
+            for c in k do
+                h <- (h ^^^ uint64 c) * 0x100000001b3UL
+            h <- (h ^^^ 10UL) * 0x100000001b3UL
+        int64 h
+
 /// What one optimizer step reports.
 type OptimizerMetrics =
     {
@@ -34,6 +49,9 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
 
     // Targets that would include the optimizer's own state, rewritten once per target key.
     let excluding = ConcurrentDictionary<string, Target>()
+
+    // The transformation's state keys for each set of parameter keys (strings only, never tensors).
+    let stateKeys = ConcurrentDictionary<int64, string[]>()
 
     /// Errors about the transformation's state name keys relative to this optimizer; say which.
     let located (path: string) (e: exn) : exn =
@@ -74,23 +92,39 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
     /// Applies gradients to parameters: the transformation's update (creating its state on first
     /// use), the new parameters written to the state, and the optimizer state advanced. Returns
     /// the new parameters and the learning rate used. Both states are keyed by parameter key.
+    /// Only the optimizer's own entries for these parameters are read, so a step costs
+    /// O(k log n) in a state of n entries; a fingerprint of the parameter keys, stored beside
+    /// the moments, catches targets that changed since the state was created.
     member this.Apply(parameters: State, grads: State) : State * float option =
         if isNull parameters then raise (ArgumentNullException("parameters"))
         if isNull grads then raise (ArgumentNullException("grads"))
-        let stored = this.Values
+        let fingerprint = Fingerprint.ofKeys (State.keys parameters)
+        let mutable fresh: State = null
+        let initial () =
+            if isNull fresh then fresh <- transform.Init parameters
+            fresh
+        let keys = stateKeys.GetOrAdd(fingerprint, fun _ -> initial () |> State.keys |> Array.ofList)
+        let stored = this.Get(Fingerprint.Key, fun () -> torch.tensor fingerprint)
         let state =
-            if stored.Count > 0 then stored
+            if stored.item<int64> () = fingerprint then
+                keys |> Array.map (fun k -> k, this.Get(k, fun () -> (initial ()).[k])) |> State.ofSeq
             else
-                let fresh = transform.Init parameters
-                for key, value in State.toSeq fresh do
-                    this.Get(key, fun () -> value) |> ignore
-                fresh
+                // The targets changed: read everything the optimizer holds so the transformation
+                // can say exactly which keys differ.
+                this.Values |> State.filter (fun k _ -> k <> Fingerprint.Key)
         let updates, next =
             try
                 transform.Update grads state parameters
             with
             | :? ArgumentException
             | :? KeyNotFoundException as e -> raise (located this.Path e)
+        if stored.item<int64> () <> fingerprint then
+            raise (
+                ArgumentException(
+                    sprintf "Optimizer '%s' was initialised for other parameters than it is now given (%s): the targets changed. Keep the targets the same between calls, or start the optimizer from a fresh state." this.Path (String.Join(", ", State.keys parameters)),
+                    "parameters"
+                )
+            )
         let updated = Optax.applyUpdates parameters updates
         Ambient.exec (Prog.putMany (State.toSeq updated))
         let prefix = this.Path + "/"

@@ -4,6 +4,8 @@ open System
 open System.Collections
 open System.Collections.Concurrent
 open System.Collections.Generic
+open System.Linq.Expressions
+open System.Reflection
 open System.Runtime.CompilerServices
 open Microsoft.FSharp.Reflection
 open TorchSharp
@@ -73,8 +75,10 @@ type Outcome<'T> =
 
 /// Finds the tensors inside a call's output, so they survive the call while its intermediates
 /// are freed. Walks tensors, states, tuples (reference and struct), materialised collections and
-/// dictionaries, F# records and unions (options included) and key/value pairs. Lazy sequences
-/// are not enumerated: running them again could repeat their side effects.
+/// dictionaries, F# records and unions (options included), key/value pairs, and the public
+/// properties and fields of the user's own classes, records and structs (C# records included).
+/// Lazy sequences are not enumerated: running them again could repeat their side effects.
+/// Modules and the framework's own objects are not walked.
 module internal Survivors =
 
     type private Shape =
@@ -93,6 +97,25 @@ module internal Survivors =
                && (i.GetGenericTypeDefinition() = typedefof<IReadOnlyCollection<_>>
                    || i.GetGenericTypeDefinition() = typedefof<ICollection<_>>))
 
+    /// Property getters compiled once per type, so walking an output costs no reflection.
+    let private getters (properties: PropertyInfo list) : obj -> obj[] =
+        let compiled =
+            properties
+            |> List.map (fun p ->
+                let o = Expression.Parameter(typeof<obj>, "o")
+                let body = Expression.Convert(Expression.Property(Expression.Convert(o, p.DeclaringType), p), typeof<obj>)
+                Expression.Lambda<Func<obj, obj>>(body, o).Compile())
+            |> Array.ofList
+        fun o -> compiled |> Array.map (fun g -> try g.Invoke o with _ -> null)
+
+    /// User data types worth walking: not the framework's, TorchSharp's or Ninjax's own objects
+    /// (modules, generators), and not delegates.
+    let private isPlainData (t: Type) =
+        let ns = if isNull t.Namespace then "" else t.Namespace
+        not (typeof<Delegate>.IsAssignableFrom t)
+        && not (typeof<IScoped>.IsAssignableFrom t)
+        && not (ns = "System" || ns.StartsWith "System." || ns.StartsWith "Microsoft." || ns = "TorchSharp" || ns.StartsWith "TorchSharp." || ns = "Ninjax")
+
     let private shapeOf (t: Type) : Shape =
         shapes.GetOrAdd(
             t,
@@ -108,13 +131,19 @@ module internal Survivors =
                     let cases = FSharpType.GetUnionCases(t, true) |> Array.map (fun c -> FSharpValue.PreComputeUnionReader(c, true))
                     Fields(fun o -> cases.[tag o] o)
                 elif t.IsGenericType && t.GetGenericTypeDefinition() = typedefof<KeyValuePair<_, _>> then
-                    let k = t.GetProperty "Key"
-                    let v = t.GetProperty "Value"
-                    Fields(fun o -> [| k.GetValue o; v.GetValue o |])
+                    Fields(getters [ t.GetProperty "Key"; t.GetProperty "Value" ])
+                elif isPlainData t then
+                    // C# records, classes and structs of the user's: their public readable properties and fields.
+                    let properties =
+                        t.GetProperties(BindingFlags.Public ||| BindingFlags.Instance)
+                        |> Array.filter (fun p -> p.CanRead && p.GetIndexParameters().Length = 0 && p.Name <> "EqualityContract")
+                    let fields = t.GetFields(BindingFlags.Public ||| BindingFlags.Instance)
+                    let read = getters (List.ofArray properties)
+                    Fields(fun o -> Array.append (read o) (fields |> Array.map (fun f -> f.GetValue o)))
                 else Leaf)
         )
 
-    let rec collect (o: obj) (acc: ResizeArray<torch.Tensor>) : unit =
+    let rec private walk (seen: HashSet<obj>) (o: obj) (acc: ResizeArray<torch.Tensor>) : unit =
         match o with
         | null -> ()
         | :? torch.Tensor as t -> acc.Add t
@@ -123,16 +152,21 @@ module internal Survivors =
                 acc.Add kv.Value
         | :? ITuple as tuple ->
             for i in 0 .. tuple.Length - 1 do
-                collect tuple.[i] acc
+                walk seen tuple.[i] acc
         | _ ->
             match shapeOf (o.GetType()) with
             | Leaf -> ()
+            | _ when not (o.GetType().IsValueType) && not (seen.Add o) -> () // a cycle
             | Collection ->
                 for x in (o :?> IEnumerable) do
-                    collect x acc
+                    walk seen x acc
             | Fields read ->
                 for x in read o do
-                    collect x acc
+                    walk seen x acc
+
+    /// Adds every tensor reachable from an output to the list.
+    let collect (o: obj) (acc: ResizeArray<torch.Tensor>) : unit =
+        walk (HashSet<obj>(HashIdentity.Reference)) o acc
 
 /// Purification: running a program on an explicit state. This is the one place that defines
 /// what pure and init mean; everything else (the impure API, the C# facade) calls into it.

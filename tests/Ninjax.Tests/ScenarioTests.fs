@@ -28,6 +28,12 @@ type MyModel(size: int, ?lr: float, ?name: string) as this =
         this.PutM(State.map (fun k p -> p - lr * gs.[k]) ps)
         loss
 
+/// A plain class as a C# user would return one, with a cycle back to itself.
+type Pair(a: torch.Tensor, b: torch.Tensor) =
+    member _.A = a
+    member _.B = b
+    member this.Self = this
+
 [<Tests>]
 let tests =
     testList "scenarios" [
@@ -88,4 +94,10 @@ let tests =
             train s1 (x, y) |> ignore
             // Only the survivors (new entries and the loss) reach the caller's scope.
             Expect.equal (scope.DisposablesCount - before) (State.count s1 + 1) "survivors only"
+    
+        testCase "tensors inside a plain class returned from a call survive it" <| fun () ->
+            let _, pair = Nj.purify (fun () -> Pair(torch.ones 2L * 2.0f, torch.ones 3L * 3.0f)) State.empty ()
+            Expect.isFalse pair.A.IsInvalid "first alive"
+            Expect.isFalse pair.B.IsInvalid "second alive"
+            expectIdentical pair.B (full [| 3L |] 3.0f) "value intact"
     ]
