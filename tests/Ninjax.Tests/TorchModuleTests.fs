@@ -101,6 +101,18 @@ type Regressor(?name: string) as this =
         this.PutM(State.map (fun k p -> p - 0.1 * gs.[k]) ps)
         loss
 
+/// A model that creates its wrapped layer inline, inside the purified call, as Sub allows.
+type InlineModel(?name: string) =
+    inherit Module(defaultArg name "model")
+    member this.Predict(x: T) =
+        let enc = this.Sub("enc", fun () -> TorchModule(fun () -> torch.nn.Linear(4L, 3L)))
+        enc.Forward x
+    member this.Step(x: T) =
+        let enc = this.Sub("enc", fun () -> TorchModule(fun () -> torch.nn.Linear(4L, 3L)))
+        let loss, ps, gs = Nj.grad (fun x -> (this.Predict x).square().mean()) enc.ParameterTargets x
+        this.PutM(State.map (fun k p -> p - 0.1 * gs.[k]) ps)
+        loss
+
 [<Tests>]
 let tests =
     testList "torch modules" [
@@ -293,6 +305,22 @@ let tests =
             let _, y = Nj.purify f a x
             Expect.equal y.shape [| 2L; 36L |] "conv 6x6, pool 3x3, 4 channels"
             expectClose (y.mean([| 1L |])) (torch.zeros 2L) 1e-5 "layer-normalised rows"
+
+        testCase "a wrapped module created inline inside a purified call keeps working across calls" <| fun () ->
+            let model = InlineModel()
+            let x = torch.randn(6L, 4L)
+            let state = Nj.init 0L model.Step State.empty x
+            Expect.equal (State.keys state) [ "model/enc/bias"; "model/enc/weight" ] "keys"
+            let step = Nj.purify model.Step
+            let s1, l1 = step state x
+            let s2, l2 = step s1 x
+            let _, l3 = step s2 x
+            Expect.isLessThan (l3.item<float32> ()) (l1.item<float32> ()) "loss falls"
+            Expect.isLessThan (l2.item<float32> ()) (l1.item<float32> ()) "loss falls after one step"
+            let _, y = Nj.purify model.Predict s2 x
+            let plain = torch.nn.Linear(4L, 3L)
+            loadInto plain s2 "model/enc"
+            expectClose y (plain.call(x).detach ()) 1e-6 "computes with the state's weights"
 
         testCase "a training loop on a wrapped module lowers the loss" <| fun () ->
             let model = Regressor()
