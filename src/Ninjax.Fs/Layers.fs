@@ -13,6 +13,11 @@ module Init =
         let u = torch.rand([| fanIn; fanOut |], generator = Nj.rng ())
         u.mul_(torch.tensor (2.0 * bound)).sub_(torch.tensor bound)
 
+    /// Uniform initialisation in [-bound, bound) for any shape.
+    let uniform (bound: float) (shape: int64[]) : torch.Tensor =
+        let u = torch.rand(shape, generator = Nj.rng ())
+        u.mul_(torch.tensor (2.0 * bound)).sub_(torch.tensor bound)
+
 /// A dense layer <c>y = x W + b</c> written in Ninjax's own idiom: its weight and bias are state
 /// entries created on first use, so the input size is taken from the first input.
 [<AllowNullLiteral>]
@@ -41,3 +46,84 @@ type Linear(units: int, [<Optional; DefaultParameterValue(true)>] useBias: bool,
             )
         let y = x.matmul w
         if useBias then y.add (this.Get("b", fun () -> torch.zeros([| int64 units |], dtype = x.dtype))) else y
+
+/// A 2-D convolution over NCHW inputs written in Ninjax's idiom: its kernel <c>w</c> of shape
+/// [channels; inputChannels; kernel; kernel] (TorchSharp's layout) and bias <c>b</c> are state
+/// entries created on first use, so the input channels are taken from the first input. The kernel
+/// starts uniform in ±1/sqrt(fan-in), as TorchSharp's Conv2d does; the bias starts at zero.
+[<AllowNullLiteral>]
+type Conv2d
+    (
+        channels: int,
+        kernel: int,
+        [<Optional; DefaultParameterValue(1)>] stride: int,
+        [<Optional; DefaultParameterValue(0)>] padding: int,
+        [<Optional; DefaultParameterValue(true)>] useBias: bool,
+        [<Optional; DefaultParameterValue(null: string)>] name: string
+    ) =
+    inherit Module(name)
+
+    do
+        if channels <= 0 then
+            raise (ArgumentOutOfRangeException("channels", channels, "A Conv2d layer needs at least one output channel."))
+        if kernel <= 0 then
+            raise (ArgumentOutOfRangeException("kernel", kernel, "A Conv2d kernel must be at least 1 wide."))
+        if stride <= 0 then
+            raise (ArgumentOutOfRangeException("stride", stride, "A Conv2d stride must be at least 1."))
+        if padding < 0 then
+            raise (ArgumentOutOfRangeException("padding", padding, "A Conv2d padding cannot be negative."))
+
+    /// The number of output channels.
+    member _.Channels = channels
+
+    /// Applies the convolution to <paramref name="x"/> of shape [batch; channels; height; width].
+    member this.Forward(x: torch.Tensor) : torch.Tensor =
+        if x.Dimensions <> 4L then
+            raise (ArgumentException(sprintf "%O expects input of shape [batch; channels; height; width]; it got shape %A." this x.shape, "x"))
+        let inputs = x.shape.[1]
+        let k = int64 kernel
+        let w =
+            this.Get("w", fun () -> Init.uniform (1.0 / sqrt (float (inputs * k * k))) [| int64 channels; inputs; k; k |])
+        if w.shape.[1] <> inputs then
+            raise (ArgumentException(sprintf "%O was built for %d input channels; it got shape %A." this w.shape.[1] x.shape, "x"))
+        let size = padding * 2 + int x.shape.[2], padding * 2 + int x.shape.[3]
+        if fst size < kernel || snd size < kernel then
+            raise (ArgumentException(sprintf "%O has a %dx%d kernel, larger than its padded input %dx%d (input shape %A)." this kernel kernel (fst size) (snd size) x.shape, "x"))
+        let b = if useBias then this.Get("b", fun () -> torch.zeros([| int64 channels |], dtype = x.dtype)) else null
+        torch.nn.functional.conv2d(x, w, b, strides = [| int64 stride; int64 stride |], padding = [| int64 padding; int64 padding |])
+
+/// Layer normalisation over the last axis written in Ninjax's idiom: the scale <c>scale</c>
+/// (ones) and offset <c>offset</c> (zeros) are state entries created on first use.
+[<AllowNullLiteral>]
+type LayerNorm([<Optional; DefaultParameterValue(1e-5)>] eps: float, [<Optional; DefaultParameterValue(null: string)>] name: string) =
+    inherit Module(name)
+
+    do
+        if not (eps > 0.0) then
+            raise (ArgumentOutOfRangeException("eps", eps, "LayerNorm's eps must be positive."))
+
+    /// Normalises the last axis of <paramref name="x"/>.
+    member this.Forward(x: torch.Tensor) : torch.Tensor =
+        if x.Dimensions = 0L then
+            raise (ArgumentException(sprintf "%O expects an input with at least one axis; it got a scalar." this, "x"))
+        let features = x.shape.[x.shape.Length - 1]
+        let scale = this.Get("scale", fun () -> torch.ones([| features |], dtype = x.dtype))
+        if scale.shape.[0] <> features then
+            raise (ArgumentException(sprintf "%O was built for %d features on the last axis; it got shape %A." this scale.shape.[0] x.shape, "x"))
+        let offset = this.Get("offset", fun () -> torch.zeros([| features |], dtype = x.dtype))
+        torch.nn.functional.layer_norm(x, [| features |], scale, offset, eps)
+
+/// Stateless operations that small networks put between layers.
+module Ops =
+
+    /// Max pooling over non-overlapping size x size windows of an NCHW tensor.
+    let maxPool2d (size: int) (x: torch.Tensor) : torch.Tensor =
+        if size <= 0 then raise (ArgumentOutOfRangeException("size", size, "The pooling window must be at least 1 wide."))
+        if x.Dimensions <> 4L then
+            raise (ArgumentException(sprintf "maxPool2d expects input of shape [batch; channels; height; width]; it got shape %A." x.shape, "x"))
+        torch.nn.functional.max_pool2d(x, [| int64 size; int64 size |])
+
+    /// Flattens every axis after the first (the batch axis).
+    let flatten (x: torch.Tensor) : torch.Tensor =
+        if x.Dimensions = 0L then raise (ArgumentException("flatten expects an input with a batch axis; it got a scalar.", "x"))
+        x.flatten 1L
