@@ -1,6 +1,5 @@
 using Microsoft.FSharp.Collections;
 using Microsoft.FSharp.Core;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Ninjax.CSharp;
