@@ -85,9 +85,33 @@ let expectoSuite name project =
                [ "NINJAX_TEST_SUMMARY", summary ]
       ReadCounts = readKeyValueSummary }
 
+/// Reads the counters of a Visual Studio test results (.trx) file, as `dotnet test --logger trx` writes it.
+/// Errored, timed-out and aborted tests count as failed; tests not executed count as skipped.
+let readTrxCounts (path: string) : Counts option =
+    if not (File.Exists path) then None
+    else
+        System.Xml.Linq.XDocument.Load(path).Descendants()
+        |> Seq.tryFind (fun e -> e.Name.LocalName = "Counters")
+        |> Option.map (fun counters ->
+            let count name =
+                match counters.Attribute(System.Xml.Linq.XName.Get name) with
+                | null -> 0
+                | a -> int a.Value
+            { Passed = count "passed"
+              Failed = count "failed" + count "error" + count "timeout" + count "aborted"
+              Skipped = count "notExecuted" })
+
+/// A VSTest project (xunit) run by `dotnet test`, its counts read from the TRX file it writes.
+let dotnetTestSuite name project =
+    { Name = name
+      Run = fun summary ->
+          exec "dotnet" [ "test"; project; "-c"; configuration; "--no-build"; "--logger"; sprintf "trx;LogFileName=%s" summary ] []
+      ReadCounts = readTrxCounts }
+
 /// All suites run by the `Test` target. Add new suites (xunit, notebooks, ...) here.
 let suites: Suite list =
-    [ expectoSuite "Ninjax.Tests (Expecto)" "tests/Ninjax.Tests" ]
+    [ expectoSuite "Ninjax.Tests (Expecto)" "tests/Ninjax.Tests"
+      dotnetTestSuite "Ninjax.CSharp.Tests (xunit)" "tests/Ninjax.CSharp.Tests" ]
 
 /// Final `N passed, N failed` line; printed as the very last line of output.
 let mutable finalLine: string option = None

@@ -1,0 +1,49 @@
+using Ninjax;
+using Ninjax.CSharp;
+using static TorchSharp.torch;
+
+namespace Quickstart;
+
+/// <summary>The seed README's Quickstart model in C#: submodules defined upfront and inline, a state entry
+/// created inline, and a train method that differentiates its own loss and updates its parameters.</summary>
+public sealed class MyModel : Module
+{
+    private readonly int size;
+    private readonly double lr;
+    private readonly Linear h1;
+    private readonly Linear h2;
+
+    /// <summary>A model with <paramref name="size"/> outputs; the learning rate is a hyperparameter with a default.</summary>
+    public MyModel(int size, double lr = 0.01, string name = "model") : base(name)
+    {
+        this.size = size;
+        this.lr = lr;
+        // Define submodules upfront.
+        h1 = Sub("h1", () => new Linear(128));
+        h2 = Sub("h2", () => new Linear(128));
+    }
+
+    /// <summary>The model's prediction for a batch.</summary>
+    public Tensor Predict(Tensor x)
+    {
+        x = nn.functional.relu(h1.Forward(x));
+        x = nn.functional.relu(h2.Forward(x));
+        // Define submodules inline.
+        x = Sub("h3", () => new Linear(size, useBias: false)).Forward(x);
+        // Create state entries inline.
+        return x + Get("bias", () => zeros(size));
+    }
+
+    /// <summary>The mean squared error of the prediction.</summary>
+    public Tensor Loss(Tensor x, Tensor y) => (Predict(x) - y).square().mean();
+
+    /// <summary>One step of gradient descent; returns the loss before the step.</summary>
+    public Tensor Train(Tensor x, Tensor y)
+    {
+        // Gradient with respect to submodules or state entries.
+        var (loss, parameters, grads) = Nj.Grad(Loss, h1, h2, $"{Path}/h3", $"{Path}/bias")(x, y);
+        // Plain gradient descent until the optimizers land; store the new parameters.
+        PutM(parameters.Map((key, p) => p - lr * grads[key]));
+        return loss;
+    }
+}
