@@ -54,9 +54,9 @@ let settingsOf (results: ParseResults<Arguments>) =
           Resume = results.TryGetResult Resume
           DataFolder = results.TryGetResult Data |> Option.defaultWith Data.defaultFolder
           Plain = results.Contains Plain || Console.IsOutputRedirected }
-    if settings.Epochs < 0 then raise (ArguParseException(sprintf "--epochs must be zero or more; it was %d." settings.Epochs))
-    if settings.BatchSize <= 0 then raise (ArguParseException(sprintf "--batch-size must be positive; it was %d." settings.BatchSize))
-    if not (settings.LearningRate > 0.0) then raise (ArguParseException(sprintf "--learning-rate must be positive; it was %g." settings.LearningRate))
+    if settings.Epochs < 0 then raise (ArgumentException(sprintf "--epochs must be zero or more; it was %d." settings.Epochs))
+    if settings.BatchSize <= 0 then raise (ArgumentException(sprintf "--batch-size must be positive; it was %d." settings.BatchSize))
+    if not (settings.LearningRate > 0.0) then raise (ArgumentException(sprintf "--learning-rate must be positive; it was %g." settings.LearningRate))
     settings
 
 let makeModel (settings: Settings) : Classifier =
@@ -80,7 +80,7 @@ let runEpoch (train: State -> torch.Tensor * torch.Tensor -> State * StepMetrics
     for x, y in batches (settings.Seed * 1000L + int64 epoch) settings.BatchSize split do
         let next, metrics = train state (x, y)
         state <- next
-        lossSum <- lossSum + metrics.Loss.item<float32> () |> float
+        lossSum <- lossSum + float (metrics.Loss.item<float32> ())
         correct <- correct + metrics.Correct.item<int64> ()
         steps <- steps + 1
         onStep ()
@@ -119,7 +119,6 @@ let run (settings: Settings) =
                     AnsiConsole.MarkupLine(Markup.Escape(report epoch loss acc))
                     next) state)
     printfn ""
-    printfn "%s" (Summary.render final)
     settings.Save |> Option.iter (fun path -> Resume.save path final settings.Epochs)
     printfn "test accuracy: %.4f" (accuracy model final testSplit)
 
@@ -132,4 +131,8 @@ let main argv =
     with
     | :? ArguParseException as e ->
         eprintfn "%s" e.Message
+        2
+    | :? ArgumentException as e ->
+        eprintfn "digits: %s" e.Message
+        eprintfn "%s" (parser.PrintUsage())
         2
