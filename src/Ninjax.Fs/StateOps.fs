@@ -109,6 +109,8 @@ module StateOps =
 
     /// What changed from <paramref name="before"/> to <paramref name="after"/>: keys added,
     /// removed and changed, with the largest absolute change per changed key and overall.
+    /// Changes are measured in float64 (complex128 for complex entries), so integer changes
+    /// beyond 2^53 are rounded; bools count as 0 and 1.
     let diff (before: State) (after: State) : StateDiff =
         let beforeKeys = Set.ofSeq (State.keys before)
         let afterKeys = Set.ofSeq (State.keys after)
