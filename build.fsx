@@ -12,7 +12,7 @@ open Fake.Core
 // ---------------------------------------------------------------------------
 
 /// Project executed by the `Run` target (e.g. later: a digits trainer).
-let runProject = "examples/Quickstart.Fs"
+let runProject = "examples/Digits"
 let solution = "Ninjax.sln"
 let configuration = "Release"
 let root = __SOURCE_DIRECTORY__
