@@ -78,12 +78,14 @@ let readKeyValueSummary (path: string) : Counts option =
         | _ -> None
 
 /// An Expecto test exe that writes its summary to $NINJAX_TEST_SUMMARY (see tests/Ninjax.Tests/Main.fs).
-let expectoSuite name project =
+let expectoSuiteWith name project (args: string list) (env: (string * string) list) =
     { Name = name
       Run = fun summary ->
-          exec "dotnet" [ "run"; "--project"; project; "-c"; configuration; "--no-build" ]
-               [ "NINJAX_TEST_SUMMARY", summary ]
+          exec "dotnet" ([ "run"; "--project"; project; "-c"; configuration; "--no-build"; "--" ] @ args)
+               (("NINJAX_TEST_SUMMARY", summary) :: env)
       ReadCounts = readKeyValueSummary }
+
+let expectoSuite name project = expectoSuiteWith name project [] []
 
 /// Reads the counters of a Visual Studio test results (.trx) file, as `dotnet test --logger trx` writes it.
 /// Errored, timed-out and aborted tests count as failed; tests not executed count as skipped.
@@ -111,6 +113,8 @@ let dotnetTestSuite name project =
 /// All suites run by the `Test` target. Add new suites (xunit, notebooks, ...) here.
 let suites: Suite list =
     [ expectoSuite "Ninjax.Tests (Expecto)" "tests/Ninjax.Tests"
+      // Measures the whole process's memory, so it runs alone in a process of its own.
+      expectoSuiteWith "Ninjax.Tests memory (Expecto)" "tests/Ninjax.Tests" [ "--filter-test-list"; "memory" ] [ "NINJAX_MEMORY_TEST", "1" ]
       dotnetTestSuite "Ninjax.CSharp.Tests (xunit)" "tests/Ninjax.CSharp.Tests" ]
 
 /// Final `N passed, N failed` line; printed as the very last line of output.
