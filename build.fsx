@@ -1,5 +1,5 @@
 // Ninjax.NET build script.
-// Usage: dotnet fsi build.fsx [-t TARGET]   (targets: Setup, Build, Test (default), Run)
+// Usage: dotnet fsi build.fsx [-t TARGET]   (targets: Setup, Build, Test (default), Run, Bench)
 #r "nuget: Fake.Core.Target, 5.20.3"
 
 open System
@@ -167,6 +167,9 @@ Target.create "Test" (fun _ ->
     if not failedSuites.IsEmpty || failed > 0 then
         failwithf "Test suites failed: %s" (String.Join(", ", failedSuites)))
 
+Target.create "Bench" (fun _ ->
+    run "dotnet" [ "run"; "--project"; "bench/Ninjax.Bench"; "-c"; configuration; "--no-build" ])
+
 Target.create "Run" (fun _ ->
     run "dotnet" [ "run"; "--project"; runProject; "-c"; configuration; "--no-build" ])
 
@@ -175,6 +178,7 @@ open Fake.Core.TargetOperators
 "Setup" ==> "Build" |> ignore
 "Build" ==> "Test" |> ignore
 "Build" ==> "Run" |> ignore
+"Build" ==> "Bench" |> ignore
 
 let exitCode =
     try
