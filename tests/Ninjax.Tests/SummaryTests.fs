@@ -43,7 +43,8 @@ let summaryTests =
 
         testCase "the quickstart model's summary: 21,123 parameters in 84,492 bytes" <| fun () ->
             let model = ScenarioTests.MyModel(3)
-            let state = Nj.init 0L model.Train State.empty (torch.ones(4L, 32L), torch.ones(4L, 3L))
+            // The parameters only (the model's Loss creates them; Train would add the optimizer's state).
+            let state = Nj.init 0L model.Loss State.empty (torch.ones(4L, 32L), torch.ones(4L, 3L))
             // h1: 32*128 + 128; h2: 128*128 + 128; h3: 128*3; bias: 3.
             let h1, h2, h3 = 32L * 128L + 128L, 128L * 128L + 128L, 128L * 3L
             Expect.equal (Summary.totals state) (sizes 6 (h1 + h2 + h3 + 3L) ((h1 + h2 + h3 + 3L) * 4L)) "overall"
@@ -162,7 +163,7 @@ let stateOpsTests =
             Expect.equal d.Added [] "no new keys"
             Expect.equal d.Removed [] "no removed keys"
             for k, c in d.Changed do
-                let expected = (s1.[k] - s0.[k]).abs().max().item<float32> () |> float
+                let expected = (s1.[k].to_type(torch.float64) - s0.[k].to_type(torch.float64)).abs().max().item<float> ()
                 match c with
                 | ValuesChanged m -> Expect.floatClose Accuracy.high m expected (sprintf "max change of %s" k)
                 | other -> failtestf "%s: unexpected %A" k other
