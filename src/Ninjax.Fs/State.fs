@@ -75,6 +75,9 @@ type State internal (entries: Map<string, torch.Tensor>) =
     /// The keys in ordinal order.
     member _.Keys: IEnumerable<string> = entries |> Seq.map (fun kv -> kv.Key)
 
+    /// The tensors in the order of their keys.
+    member _.Values: IEnumerable<torch.Tensor> = entries |> Seq.map (fun kv -> kv.Value)
+
     /// The tensor stored under a key; KeyNotFoundException naming the key when it is absent.
     member _.Item
         with get (key: string) =
@@ -106,7 +109,7 @@ type State internal (entries: Map<string, torch.Tensor>) =
     interface IReadOnlyDictionary<string, torch.Tensor> with
         member this.Item with get key = this.[key]
         member this.Keys = this.Keys
-        member _.Values = entries |> Seq.map (fun kv -> kv.Value)
+        member this.Values = this.Values
         member this.ContainsKey key = this.ContainsKey key
         member this.TryGetValue(key, value) = this.TryGetValue(key, &value)
         member _.Count = entries.Count
