@@ -23,6 +23,7 @@ type Arguments =
     | Save of path: string
     | Resume of path: string
     | Data of folder: string
+    | Threads of count: int
     | Plain
     | Quiet
 
@@ -37,13 +38,14 @@ type Arguments =
             | Save _ -> "write a checkpoint (state, epoch) to this file at the end."
             | Resume _ -> "continue from a checkpoint written by --save, with its optimizer state."
             | Data _ -> "the folder holding optdigits.tra and optdigits.tes. Default: data/optdigits of this checkout."
+            | Threads _ -> "TorchSharp's intra-op threads. Default: 1 (these models are small; more threads only contend on a busy machine)."
             | Plain -> "print plain progress lines even in a terminal."
             | Quiet -> "print only the final test accuracy."
 
 /// The settings of one training run.
 type Settings =
     { Kind: ModelKind; Epochs: int; BatchSize: int; LearningRate: float; Seed: int64
-      Save: string option; Resume: string option; DataFolder: string; Plain: bool; Quiet: bool }
+      Save: string option; Resume: string option; DataFolder: string; Threads: int; Plain: bool; Quiet: bool }
 
 let settingsOf (results: ParseResults<Arguments>) =
     let settings =
@@ -55,8 +57,10 @@ let settingsOf (results: ParseResults<Arguments>) =
           Save = results.TryGetResult Save
           Resume = results.TryGetResult Resume
           DataFolder = results.TryGetResult Data |> Option.defaultWith Data.defaultFolder
+          Threads = results.GetResult(Threads, defaultValue = 1)
           Plain = results.Contains Plain || Console.IsOutputRedirected
           Quiet = results.Contains Quiet }
+    if settings.Threads <= 0 then raise (ArgumentException(sprintf "--threads must be positive; it was %d." settings.Threads))
     if settings.Epochs < 0 then raise (ArgumentException(sprintf "--epochs must be zero or more; it was %d." settings.Epochs))
     if settings.BatchSize <= 0 then raise (ArgumentException(sprintf "--batch-size must be positive; it was %d." settings.BatchSize))
     if not (settings.LearningRate > 0.0) then raise (ArgumentException(sprintf "--learning-rate must be positive; it was %g." settings.LearningRate))
@@ -92,6 +96,7 @@ let runEpoch (train: State -> torch.Tensor * torch.Tensor -> State * StepMetrics
 /// Trains as the settings say and returns the final state and the test accuracy.
 let run (settings: Settings) : State * float =
     let say fmt = Printf.kprintf (fun line -> if not settings.Quiet then printfn "%s" line) fmt
+    torch.set_num_threads settings.Threads
     let clock = Stopwatch.StartNew()
     let trainSplit, testSplit = Data.loadBoth settings.DataFolder
     let model = makeModel settings

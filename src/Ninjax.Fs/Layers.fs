@@ -44,8 +44,11 @@ type Linear(units: int, [<Optional; DefaultParameterValue(true)>] useBias: bool,
                     "x"
                 )
             )
-        let y = x.matmul w
-        if useBias then y.add (this.Get("b", fun () -> torch.zeros([| int64 units |], dtype = x.dtype))) else y
+        if not useBias then x.matmul w
+        else
+            let b = this.Get("b", fun () -> torch.zeros([| int64 units |], dtype = x.dtype))
+            // A batch of vectors takes the fused x W + b (one kernel forward and backward).
+            if x.Dimensions = 2L then torch.addmm (b, x, w, 1.0f, 1.0f) else x.matmul(w).add b
 
 /// A 2-D convolution over NCHW inputs written in Ninjax's idiom: its kernel <c>w</c> of shape
 /// [channels; inputChannels; kernel; kernel] (TorchSharp's layout) and bias <c>b</c> are state

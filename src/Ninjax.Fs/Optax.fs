@@ -217,10 +217,10 @@ module Optax =
     let globalNorm (tensors: State) : torch.Tensor =
         if isNull tensors then raise (ArgumentNullException("tensors"))
         noGrad (fun () ->
-            let mutable total = torch.zeros([||], dtype = torch.float64)
-            for _, t in State.toSeq tensors do
-                total <- total.add (t.detach().to_type(torch.float64).square().sum())
-            total.sqrt ())
+            // One norm per tensor in its own dtype (no full-size copies), combined in float64.
+            let norms = [| for _, t in State.toSeq tensors -> torch.linalg.vector_norm(t.detach(), 2.0, null, false).to_type torch.float64 |]
+            if norms.Length = 0 then torch.zeros([||], dtype = torch.float64)
+            else torch.linalg.vector_norm(torch.stack norms, 2.0, null, false))
 
     /// Adds updates to parameters: <c>param + update</c> per key, in the parameter's dtype. The
     /// keys and shapes must match.
@@ -386,12 +386,13 @@ module Optax =
                 let updates =
                     List.map2
                         (fun (k, g: torch.Tensor, m: torch.Tensor) (v: torch.Tensor) ->
-                            let m = m.mul(beta1.ToScalar()).add (g, alpha = (1.0 - beta1).ToScalar())
-                            let v = v.mul(beta2.ToScalar()).addcmul (g, g, value = (1.0 - beta2).ToScalar())
-                            let denom = v.sqrt().div(correction2.ToScalar()).add (eps.ToScalar())
+                            // In-place steps only ever touch tensors just created here, never inputs.
+                            let m = m.mul(beta1.ToScalar()).add_ (g, alpha = (1.0 - beta1).ToScalar())
+                            let v = v.mul(beta2.ToScalar()).addcmul_ (g, g, value = (1.0 - beta2).ToScalar())
+                            let denom = v.sqrt().div_(correction2.ToScalar()).add_ (eps.ToScalar())
                             entries.Add("mu/" + k, m)
                             entries.Add("nu/" + k, v)
-                            k, m.div(denom).div (correction1.ToScalar()))
+                            k, m.div(denom).div_ (correction1.ToScalar()))
                         mus nus
                 updates |> State.ofSeq, State.ofSeq entries)
 

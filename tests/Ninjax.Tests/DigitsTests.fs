@@ -10,7 +10,7 @@ open Digits.Program
 
 let private settings kind epochs =
     { Kind = kind; Epochs = epochs; BatchSize = 64; LearningRate = 1e-3; Seed = 3L
-      Save = None; Resume = None; DataFolder = Digits.Data.defaultFolder (); Plain = true; Quiet = true }
+      Save = None; Resume = None; DataFolder = Digits.Data.defaultFolder (); Threads = 1; Plain = true; Quiet = true }
 
 let private temp () = Path.Combine(Path.GetTempPath(), sprintf "ninjax-digits-%s.safetensors" (Guid.NewGuid().ToString "N"))
 
