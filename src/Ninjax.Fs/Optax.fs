@@ -16,6 +16,10 @@ type GradientTransformation =
         /// Turns gradients (or the updates of the previous transformation in a chain) into
         /// updates: <c>update grads optState params</c> returns <c>updates, newOptState</c>.
         Update: State -> State -> State -> State * State
+        /// A fused step some optimizers provide: <c>apply grads optState params</c> returns
+        /// <c>newParams, newOptState</c>, the same as applying Update's updates (up to rounding:
+        /// it follows torch.optim's order of operations) in fewer passes over memory.
+        Apply: (State -> State -> State -> State * State) option
     }
 
 /// Hyperparameters of SGD, named and defaulted as torch.optim.SGD has them.
@@ -203,7 +207,16 @@ module Optax =
                 check "state" state
                 check "params" ps
                 noGrad (fun () -> update grads state ps)
+            Apply = None
         }
+
+    /// Gives a transformation a fused step (see GradientTransformation.Apply).
+    let private withApply (apply: State -> State -> State -> State * State) (t: GradientTransformation) =
+        { t with
+            Apply =
+                Some(fun grads state ps ->
+                    if isNull grads || isNull state || isNull ps then raise (ArgumentNullException("state", "Pass grads, the optimizer state and params."))
+                    noGrad (fun () -> apply grads state ps)) }
 
     let private zerosUnder (prefix: string) (parameters: State) =
         State.toSeq parameters |> Seq.map (fun (k, p) -> prefix + "/" + k, torch.zeros_like p)
@@ -448,6 +461,39 @@ module Optax =
         nonNegative "learningRate" learningRate
         sgdWith { SgdOptions.Default with LearningRate = Schedule.constant learningRate }
 
+    /// Adam's step fused as torch.optim computes it: the moments, then
+    /// <c>param (1 - lr wd) - lr/(1 - b1^t) m / (sqrt v / sqrt(1 - b2^t) + eps)</c> in one
+    /// addcdiv per parameter. <paramref name="l2"/> adds <c>l2 * param</c> to the gradient first
+    /// (Adam's weight decay); <paramref name="decoupled"/> is AdamW's decay.
+    let private fusedAdam (options: AdamOptions) (l2: float) (decoupled: float) : State -> State -> State -> State * State =
+        fun grads state ps ->
+            let count = stepOf state
+            let lr = options.LearningRate count
+            if Double.IsNaN lr || Double.IsInfinity lr then
+                raise (InvalidOperationException(sprintf "The learning-rate schedule returned %g at step %d; it must be finite." lr count))
+            let step = count + 1L
+            let correction1 = 1.0 - Math.Pow(options.Beta1, float step)
+            let correction2 = Math.Sqrt(1.0 - Math.Pow(options.Beta2, float step))
+            let grads = if l2 = 0.0 then grads else mapGrads (fun k g -> g.add (paramFor ps k g, alpha = l2.ToScalar())) grads
+            let mus = perParam "mu" state grads
+            let nus = perParam "nu" state grads
+            let entries = ResizeArray [ CountKey, torch.tensor step; LearningRateKey, torch.tensor lr ]
+            let mutable next = State.toMap ps
+            List.iter2
+                (fun (k, g: torch.Tensor, m: torch.Tensor) (_, _, v: torch.Tensor) ->
+                    let p = paramFor ps k g
+                    let m = m.mul(options.Beta1.ToScalar()).add_ (g, alpha = (1.0 - options.Beta1).ToScalar())
+                    let v = v.mul(options.Beta2.ToScalar()).addcmul_ (g, g, value = (1.0 - options.Beta2).ToScalar())
+                    let denom = v.sqrt().div_(correction2.ToScalar()).add_ (options.Eps.ToScalar())
+                    let decayed = if decoupled = 0.0 then p else p.mul ((1.0 - lr * decoupled).ToScalar())
+                    let updated = decayed.addcdiv (m, denom, value = (-lr / correction1).ToScalar())
+                    entries.Add("mu/" + k, m)
+                    entries.Add("nu/" + k, v)
+                    next <- next.Add(k, (if updated.dtype = p.dtype then updated else updated.to_type p.dtype)))
+                mus
+                nus
+            State.ofMap next, State.ofSeq entries
+
     /// Adam as torch.optim.Adam: WeightDecay is an L2 penalty added to the gradient.
     let adamWith (options: AdamOptions) : GradientTransformation =
         nonNegative "WeightDecay" options.WeightDecay
@@ -456,6 +502,7 @@ module Optax =
             Some(scaleByAdam options.Beta1 options.Beta2 options.Eps)
             Some(scaleByLearningRate options.LearningRate)
         ]
+        |> withApply (fusedAdam options options.WeightDecay 0.0)
 
     /// Adam with a constant learning rate and torch's defaults.
     let adam (learningRate: float) : GradientTransformation =
@@ -470,6 +517,7 @@ module Optax =
             when' (options.WeightDecay <> 0.0) (fun () -> addDecayedWeights options.WeightDecay)
             Some(scaleByLearningRate options.LearningRate)
         ]
+        |> withApply (fusedAdam options 0.0 options.WeightDecay)
 
     /// AdamW with a constant learning rate and weight decay 0.01 (PyTorch's defaults).
     let adamw (learningRate: float) : GradientTransformation =

@@ -112,9 +112,13 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
                 // The targets changed: read everything the optimizer holds so the transformation
                 // can say exactly which keys differ.
                 this.Values |> State.filter (fun k _ -> k <> Fingerprint.Key)
-        let updates, next =
+        let updated, next =
             try
-                transform.Update grads state parameters
+                match transform.Apply with
+                | Some fused -> fused grads state parameters
+                | None ->
+                    let updates, next = transform.Update grads state parameters
+                    Optax.applyUpdates parameters updates, next
             with
             | :? ArgumentException
             | :? KeyNotFoundException as e -> raise (located this.Path e)
@@ -125,7 +129,6 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
                     "parameters"
                 )
             )
-        let updated = Optax.applyUpdates parameters updates
         Ambient.exec (Prog.putMany (State.toSeq updated))
         let prefix = this.Path + "/"
         this.PutM(next |> State.toSeq |> Seq.map (fun (k, v) -> prefix + k, v) |> State.ofSeq)
