@@ -1,5 +1,5 @@
 // Ninjax.NET build script.
-// Usage: dotnet fsi build.fsx [-t TARGET]   (targets: Setup, Build, Test (default), Run)
+// Usage: dotnet fsi build.fsx [-t TARGET]   (targets: Setup, Build, Test (default), Run, Bench)
 #r "nuget: Fake.Core.Target, 5.20.3"
 
 open System
@@ -12,7 +12,7 @@ open Fake.Core
 // ---------------------------------------------------------------------------
 
 /// Project executed by the `Run` target (e.g. later: a digits trainer).
-let runProject = "examples/Quickstart.Fs"
+let runProject = "examples/Digits"
 let solution = "Ninjax.sln"
 let configuration = "Release"
 let root = __SOURCE_DIRECTORY__
@@ -78,12 +78,14 @@ let readKeyValueSummary (path: string) : Counts option =
         | _ -> None
 
 /// An Expecto test exe that writes its summary to $NINJAX_TEST_SUMMARY (see tests/Ninjax.Tests/Main.fs).
-let expectoSuite name project =
+let expectoSuiteWith name project (args: string list) (env: (string * string) list) =
     { Name = name
       Run = fun summary ->
-          exec "dotnet" [ "run"; "--project"; project; "-c"; configuration; "--no-build" ]
-               [ "NINJAX_TEST_SUMMARY", summary ]
+          exec "dotnet" ([ "run"; "--project"; project; "-c"; configuration; "--no-build"; "--" ] @ args)
+               (("NINJAX_TEST_SUMMARY", summary) :: env)
       ReadCounts = readKeyValueSummary }
+
+let expectoSuite name project = expectoSuiteWith name project [] []
 
 /// Reads the counters of a Visual Studio test results (.trx) file, as `dotnet test --logger trx` writes it.
 /// Errored, timed-out and aborted tests count as failed; tests not executed count as skipped.
@@ -111,6 +113,8 @@ let dotnetTestSuite name project =
 /// All suites run by the `Test` target. Add new suites (xunit, notebooks, ...) here.
 let suites: Suite list =
     [ expectoSuite "Ninjax.Tests (Expecto)" "tests/Ninjax.Tests"
+      // Measures the whole process's memory, so it runs alone in a process of its own.
+      expectoSuiteWith "Ninjax.Tests memory (Expecto)" "tests/Ninjax.Tests" [ "--filter-test-list"; "memory" ] [ "NINJAX_MEMORY_TEST", "1" ]
       dotnetTestSuite "Ninjax.CSharp.Tests (xunit)" "tests/Ninjax.CSharp.Tests" ]
 
 /// Final `N passed, N failed` line; printed as the very last line of output.
@@ -163,6 +167,9 @@ Target.create "Test" (fun _ ->
     if not failedSuites.IsEmpty || failed > 0 then
         failwithf "Test suites failed: %s" (String.Join(", ", failedSuites)))
 
+Target.create "Bench" (fun _ ->
+    run "dotnet" [ "run"; "--project"; "bench/Ninjax.Bench"; "-c"; configuration; "--no-build" ])
+
 Target.create "Run" (fun _ ->
     run "dotnet" [ "run"; "--project"; runProject; "-c"; configuration; "--no-build" ])
 
@@ -171,6 +178,7 @@ open Fake.Core.TargetOperators
 "Setup" ==> "Build" |> ignore
 "Build" ==> "Test" |> ignore
 "Build" ==> "Run" |> ignore
+"Build" ==> "Bench" |> ignore
 
 let exitCode =
     try

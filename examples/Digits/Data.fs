@@ -41,7 +41,7 @@ let load (path: string) : Split =
         |> Array.ofSeq
     let pixels = rows |> Array.collect (fun r -> Array.init 64 (fun j -> float32 r.[j] / 16.0f))
     let labels = rows |> Array.map (fun r -> int64 r.[64])
-    { Images = torch.tensor(pixels, [| int64 rows.Length; 64L |]); Labels = torch.tensor labels }
+    { Images = torch.tensor(pixels).reshape(int64 rows.Length, 64L); Labels = torch.tensor labels }
 
 /// The training (3823 rows) and test (1797 rows) splits.
 let loadBoth (folder: string) : Split * Split =

@@ -24,11 +24,12 @@ type Arguments =
     | Resume of path: string
     | Data of folder: string
     | Plain
+    | Quiet
 
     interface IArgParserTemplate with
         member this.Usage =
             match this with
-            | Model _ -> "the model: mlp (64-256-256-10) or cnn (two 3x3 convolutions). Default: mlp."
+            | Model _ -> "the model: cnn (two 3x3 convolutions and a dense head) or mlp (64-256-256-10). Default: cnn."
             | Epochs _ -> "passes over the training set. Default: 20."
             | Batch_Size _ -> "images per step. Default: 32."
             | Learning_Rate _ -> "Adam's learning rate. Default: 0.001."
@@ -37,15 +38,16 @@ type Arguments =
             | Resume _ -> "continue from a checkpoint written by --save, with its optimizer state."
             | Data _ -> "the folder holding optdigits.tra and optdigits.tes. Default: data/optdigits of this checkout."
             | Plain -> "print plain progress lines even in a terminal."
+            | Quiet -> "print only the final test accuracy."
 
 /// The settings of one training run.
 type Settings =
     { Kind: ModelKind; Epochs: int; BatchSize: int; LearningRate: float; Seed: int64
-      Save: string option; Resume: string option; DataFolder: string; Plain: bool }
+      Save: string option; Resume: string option; DataFolder: string; Plain: bool; Quiet: bool }
 
 let settingsOf (results: ParseResults<Arguments>) =
     let settings =
-        { Kind = results.GetResult(Model, defaultValue = Mlp)
+        { Kind = results.GetResult(Model, defaultValue = Cnn)
           Epochs = results.GetResult(Epochs, defaultValue = 20)
           BatchSize = results.GetResult(Batch_Size, defaultValue = 32)
           LearningRate = results.GetResult(Learning_Rate, defaultValue = 1e-3)
@@ -53,10 +55,11 @@ let settingsOf (results: ParseResults<Arguments>) =
           Save = results.TryGetResult Save
           Resume = results.TryGetResult Resume
           DataFolder = results.TryGetResult Data |> Option.defaultWith Data.defaultFolder
-          Plain = results.Contains Plain || Console.IsOutputRedirected }
-    if settings.Epochs < 0 then raise (ArguParseException(sprintf "--epochs must be zero or more; it was %d." settings.Epochs))
-    if settings.BatchSize <= 0 then raise (ArguParseException(sprintf "--batch-size must be positive; it was %d." settings.BatchSize))
-    if not (settings.LearningRate > 0.0) then raise (ArguParseException(sprintf "--learning-rate must be positive; it was %g." settings.LearningRate))
+          Plain = results.Contains Plain || Console.IsOutputRedirected
+          Quiet = results.Contains Quiet }
+    if settings.Epochs < 0 then raise (ArgumentException(sprintf "--epochs must be zero or more; it was %d." settings.Epochs))
+    if settings.BatchSize <= 0 then raise (ArgumentException(sprintf "--batch-size must be positive; it was %d." settings.BatchSize))
+    if not (settings.LearningRate > 0.0) then raise (ArgumentException(sprintf "--learning-rate must be positive; it was %g." settings.LearningRate))
     settings
 
 let makeModel (settings: Settings) : Classifier =
@@ -80,13 +83,15 @@ let runEpoch (train: State -> torch.Tensor * torch.Tensor -> State * StepMetrics
     for x, y in batches (settings.Seed * 1000L + int64 epoch) settings.BatchSize split do
         let next, metrics = train state (x, y)
         state <- next
-        lossSum <- lossSum + metrics.Loss.item<float32> () |> float
+        lossSum <- lossSum + float (metrics.Loss.item<float32> ())
         correct <- correct + metrics.Correct.item<int64> ()
         steps <- steps + 1
         onStep ()
     state, lossSum / float steps, float correct / float split.Labels.shape.[0]
 
-let run (settings: Settings) =
+/// Trains as the settings say and returns the final state and the test accuracy.
+let run (settings: Settings) : State * float =
+    let say fmt = Printf.kprintf (fun line -> if not settings.Quiet then printfn "%s" line) fmt
     let clock = Stopwatch.StartNew()
     let trainSplit, testSplit = Data.loadBoth settings.DataFolder
     let model = makeModel settings
@@ -98,16 +103,16 @@ let run (settings: Settings) =
         | Some path -> Resume.load path initial
     let train = Nj.purifyWith (Options.seeded settings.Seed) model.Train
     let stepsPerEpoch = int ((trainSplit.Labels.shape.[0] + int64 settings.BatchSize - 1L) / int64 settings.BatchSize)
-    printfn "Training %A on %d images (%d steps per epoch), testing on %d." settings.Kind trainSplit.Labels.shape.[0] stepsPerEpoch testSplit.Labels.shape.[0]
+    say "Training %A on %d images (%d steps per epoch), testing on %d." settings.Kind trainSplit.Labels.shape.[0] stepsPerEpoch testSplit.Labels.shape.[0]
     let report epoch loss trainAcc =
         sprintf "epoch %2d/%d  loss %.4f  train accuracy %.4f  (%.1f s)" epoch settings.Epochs loss trainAcc clock.Elapsed.TotalSeconds
     let epochs = [ firstEpoch .. settings.Epochs ]
     let final =
-        if settings.Plain then
+        if settings.Plain || settings.Quiet then
             epochs
             |> List.fold (fun state epoch ->
                 let next, loss, acc = runEpoch train settings epoch state trainSplit ignore
-                printfn "%s" (report epoch loss acc)
+                say "%s" (report epoch loss acc)
                 next) state
         else
             AnsiConsole.Progress().Start(fun ctx ->
@@ -118,18 +123,28 @@ let run (settings: Settings) =
                     task.Description <- sprintf "epoch %d, loss %.4f" epoch loss
                     AnsiConsole.MarkupLine(Markup.Escape(report epoch loss acc))
                     next) state)
-    printfn ""
-    printfn "%s" (Summary.render final)
+    say ""
+    say "%s" (Summary.render final)
     settings.Save |> Option.iter (fun path -> Resume.save path final settings.Epochs)
-    printfn "test accuracy: %.4f" (accuracy model final testSplit)
+    final, accuracy model final testSplit
 
 [<EntryPoint>]
 let main argv =
     let parser = ArgumentParser.Create<Arguments>(programName = "digits")
     try
-        run (settingsOf (parser.ParseCommandLine argv))
+        let _, testAccuracy = run (settingsOf (parser.ParseCommandLine argv))
+        printfn "test accuracy: %.4f" testAccuracy
         0
     with
     | :? ArguParseException as e ->
         eprintfn "%s" e.Message
         2
+    | :? ArgumentException as e ->
+        eprintfn "digits: %s" e.Message
+        eprintfn "%s" (parser.PrintUsage())
+        2
+    | :? System.IO.IOException
+    | :? InvalidOperationException as e ->
+        // Missing, corrupted or mismatching checkpoints and data files.
+        eprintfn "digits: %s" e.Message
+        1

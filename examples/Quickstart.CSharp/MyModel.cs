@@ -5,19 +5,20 @@ using static TorchSharp.torch;
 namespace Quickstart;
 
 /// <summary>The seed README's Quickstart model in C#: submodules defined upfront and inline, a state entry
-/// created inline, and a train method that differentiates its own loss and updates its parameters.</summary>
+/// created inline, and a train method that updates its parameters with its own Adam optimizer.</summary>
 public sealed class MyModel : Module
 {
     private readonly int size;
-    private readonly double lr;
     private readonly Linear h1;
     private readonly Linear h2;
+    private readonly OptimizerModule opt;
 
     /// <summary>A model with <paramref name="size"/> outputs; the learning rate is a hyperparameter with a default.</summary>
     public MyModel(int size, double lr = 0.01, string name = "model") : base(name)
     {
         this.size = size;
-        this.lr = lr;
+        // The optimizer is a submodule too: its state lives under model/opt.
+        opt = Sub("opt", () => new OptimizerModule(Optimizers.Adam(lr)));
         // Define submodules upfront.
         h1 = Sub("h1", () => new Linear(128));
         h2 = Sub("h2", () => new Linear(128));
@@ -37,13 +38,11 @@ public sealed class MyModel : Module
     /// <summary>The mean squared error of the prediction.</summary>
     public Tensor Loss(Tensor x, Tensor y) => (Predict(x) - y).square().mean();
 
-    /// <summary>One step of gradient descent; returns the loss before the step.</summary>
+    /// <summary>One Adam step; returns the loss before the step.</summary>
     public Tensor Train(Tensor x, Tensor y)
     {
-        // Gradient with respect to submodules or state entries.
-        var (loss, parameters, grads) = Nj.Grad(Loss, h1, h2, $"{Path}/h3", $"{Path}/bias")(x, y);
-        // Plain gradient descent until the optimizers land; store the new parameters.
-        PutM(parameters.Map((key, p) => p - lr * grads[key]));
-        return loss;
+        // Differentiate with respect to submodules or state entries, update them, store the new parameters.
+        var metrics = opt.Minimize(Loss, [h1, h2, $"{Path}/h3", $"{Path}/bias"], x, y);
+        return metrics.Loss;
     }
 }

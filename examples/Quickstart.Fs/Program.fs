@@ -5,6 +5,8 @@ open Ninjax
 type MyModel(size: int, ?lr: float, ?name: string) as this =
     inherit Module(defaultArg name "model")
     let lr = defaultArg lr 0.01
+    // The optimizer is a submodule too: its moments live under model/opt.
+    let opt = this.Sub("opt", fun () -> Optimizer(Optax.adam lr))
     // Define submodules upfront.
     let h1 = this.Sub("h1", fun () -> Linear 128)
     let h2 = this.Sub("h2", fun () -> Linear 128)
@@ -20,12 +22,10 @@ type MyModel(size: int, ?lr: float, ?name: string) as this =
     member this.Loss(x: torch.Tensor, y: torch.Tensor) = (this.Predict x - y).square().mean()
 
     member this.Train(x: torch.Tensor, y: torch.Tensor) =
-        // Gradient with respect to submodules or state entries.
+        // Gradient with respect to submodules or state entries, then an Adam update of them.
         let targets = [ Target.Module h1; Target.Module h2; Target.Key(this.Path + "/h3"); Target.Key(this.Path + "/bias") ]
-        let loss, parameters, grads = Nj.grad this.Loss targets (x, y)
-        // Plain gradient descent; the training issue adds Optax-style optimizers.
-        this.PutM(State.map (fun key p -> p - lr * grads.[key]) parameters)
-        loss
+        let metrics = opt.Minimize(this.Loss, targets, (x, y))
+        metrics.Loss
 
 [<EntryPoint>]
 let main _ =

@@ -379,15 +379,12 @@ type TorchModule<'M when 'M :> torch.nn.Module>(make: Func<'M>, [<Optional; Defa
     /// Switches to eval mode: buffers are read from the state and never written.
     member _.Eval() = training <- false
 
+    // Read-only lists rather than F# lists, so C# code sees no F# type.
     /// The state keys of the module's parameters, relative to the adapter (<c>0/weight</c>, ...).
-    member _.ParameterKeys: string list = [ for e in entries do if not e.IsBuffer then e.Key ]
+    member _.ParameterKeys: IReadOnlyList<string> = [ for e in entries do if not e.IsBuffer then e.Key ]
 
     /// The state keys of the module's buffers, relative to the adapter (<c>running_mean</c>, ...).
-    member _.BufferKeys: string list = [ for e in entries do if e.IsBuffer then e.Key ]
-
-    /// Gradient targets selecting the parameters only (buffers such as BatchNorm's
-    /// num_batches_tracked are not differentiable): <c>Nj.grad loss enc.ParameterTargets x</c>.
-    member this.ParameterTargets: Target list = [ for k in this.ParameterKeys -> Target.Key(this.Path + "/" + k) ]
+    member _.BufferKeys: IReadOnlyList<string> = [ for e in entries do if e.IsBuffer then e.Key ]
 
     /// Runs any function of the wrapped module (for forward signatures other than tensor to
     /// tensor) with the module computing on the state's tensors, in the given mode.
@@ -450,3 +447,14 @@ type TorchModule<'M when 'M :> torch.nn.Module>(make: Func<'M>, [<Optional; Defa
             let byName = Dictionary<string, torch.Tensor>()
             entries |> Array.iteri (fun i e -> byName.[e.TorchName] <- values.[i])
             LstmFunctional.forward shape (fun n -> byName.[n]) x h0 c0
+
+/// F#-shaped members of TorchModule, kept off the class itself so that C# code sees no F# type
+/// (C# gets its own in the Ninjax.CSharp facade).
+[<AutoOpen>]
+module TorchModuleExtensions =
+
+    type TorchModule<'M when 'M :> torch.nn.Module> with
+
+        /// Gradient targets selecting the parameters only (buffers such as BatchNorm's
+        /// num_batches_tracked are not differentiable): <c>Nj.grad loss enc.ParameterTargets x</c>.
+        member this.ParameterTargets: Target list = [ for k in this.ParameterKeys -> Target.Key(this.Path + "/" + k) ]

@@ -22,5 +22,11 @@ let private writeSummary (summary: TestRunSummary) =
 
 [<EntryPoint>]
 let main argv =
-    let extra = [ CLIArguments.Append_Summary_Handler(SummaryHandler writeSummary) ]
-    Tests.runTestsInAssemblyWithCLIArgs extra argv
+    match argv with
+    | [| "--write-checkpoint"; path; megabytes |] ->
+        // Helper mode for the checkpoint kill test: a child process that is killed while it saves.
+        CheckpointTests.writeCheckpointHelper path (int megabytes)
+        0
+    | _ ->
+        let extra = [ CLIArguments.Append_Summary_Handler(SummaryHandler writeSummary) ]
+        Tests.runTestsInAssemblyWithCLIArgs extra argv

@@ -1,0 +1,496 @@
+namespace Ninjax
+
+open System
+open System.Collections.Generic
+open System.IO
+open System.Text
+open System.Text.Json
+open TorchSharp
+
+/// What a checkpoint stores besides its tensors: the training step and free-form strings
+/// (the safetensors <c>__metadata__</c> table, which maps strings to strings).
+type CheckpointMetadata =
+    {
+        /// The training step the checkpoint was taken at, stored as the metadata entry <c>step</c>.
+        Step: int64 option
+        /// Any other strings to keep with the tensors (run name, config, git commit, ...).
+        /// The name <c>step</c> is reserved for <see cref="P:Ninjax.CheckpointMetadata.Step"/>.
+        Strings: Map<string, string>
+    }
+
+/// Functions building checkpoint metadata.
+[<RequireQualifiedAccess; CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
+module CheckpointMetadata =
+
+    /// No step and no strings.
+    let empty = { Step = None; Strings = Map.empty }
+
+    /// Metadata holding only a step.
+    let ofStep (step: int64) = { Step = Some step; Strings = Map.empty }
+
+    /// Sets the step.
+    let withStep (step: int64) (metadata: CheckpointMetadata) = { metadata with Step = Some step }
+
+    /// Adds or replaces one string.
+    let withString (name: string) (value: string) (metadata: CheckpointMetadata) =
+        { metadata with Strings = metadata.Strings.Add(name, value) }
+
+/// One tensor as a checkpoint file describes it, read from the header alone.
+type CheckpointEntry =
+    {
+        /// The state key.
+        Key: string
+        /// The element type.
+        Dtype: torch.ScalarType
+        /// The shape; empty for a scalar.
+        Shape: int64[]
+    }
+
+/// A way in which a checkpoint file disagrees with the state it is loaded into.
+type CheckpointMismatch =
+    /// The expected state has the key; the file does not.
+    | MissingKey of key: string
+    /// The file has the key; the expected state does not.
+    | UnexpectedKey of key: string
+    /// Both have the key with different shapes.
+    | ShapeMismatch of key: string * expected: int64[] * actual: int64[]
+    /// Both have the key with different element types.
+    | DtypeMismatch of key: string * expected: torch.ScalarType * actual: torch.ScalarType
+
+    /// A one-line description naming the key and what differs.
+    override this.ToString() =
+        let shape (s: int64[]) = "[" + String.Join(", ", s) + "]"
+        match this with
+        | MissingKey k -> sprintf "missing key '%s' (expected by the state, absent from the file)" k
+        | UnexpectedKey k -> sprintf "unexpected key '%s' (in the file, not in the expected state)" k
+        | ShapeMismatch(k, e, a) -> sprintf "key '%s' has shape %s in the file, expected %s" k (shape a) (shape e)
+        | DtypeMismatch(k, e, a) -> sprintf "key '%s' has dtype %O in the file, expected %O" k a e
+
+/// Raised by <c>Checkpoint.loadInto</c> when a file does not fit the expected state; lists every
+/// problem at once, and nothing has been loaded.
+type CheckpointMismatchException(path: string, problems: CheckpointMismatch list) =
+    inherit InvalidOperationException(
+        sprintf
+            "Checkpoint '%s' does not match the expected state (%d problem%s):\n  %s"
+            path
+            problems.Length
+            (if problems.Length = 1 then "" else "s")
+            (problems |> List.map string |> String.concat "\n  ")
+    )
+
+    /// The file that was being loaded.
+    member _.Path = path
+
+    /// Every way the file differs from the expected state.
+    member _.Problems = problems
+
+/// Checkpoints on disk in the safetensors format (https://github.com/huggingface/safetensors),
+/// readable by Python's safetensors, PyTorch and JAX: an 8-byte little-endian header length, a
+/// JSON header <c>{key: {dtype, shape, data_offsets}, "__metadata__": {string: string}}</c>, then
+/// the raw little-endian bytes of every tensor. Keys are the state keys as they are
+/// (<c>model/h1/w</c>).
+[<RequireQualifiedAccess>]
+module Checkpoint =
+
+    /// The metadata name under which the step is stored.
+    [<Literal>]
+    let StepName = "step"
+
+    // The reference implementation refuses headers above 100 MB; so do we, so that a corrupted
+    // length never makes us allocate gigabytes.
+    let private maxHeaderBytes = 100_000_000L
+
+    // Tensors are copied through spans of at most this many bytes (a Span is limited to 2 GB).
+    let private chunkBytes = 1L <<< 30
+
+    // safetensors dtype names for every TorchSharp dtype the format can hold. complex128 and the
+    // quantized types have no safetensors name; C64 needs safetensors 0.6 or later to read.
+    let private dtypeNames =
+        [ torch.ScalarType.Float64, "F64"
+          torch.ScalarType.Float32, "F32"
+          torch.ScalarType.Float16, "F16"
+          torch.ScalarType.BFloat16, "BF16"
+          torch.ScalarType.Int64, "I64"
+          torch.ScalarType.Int32, "I32"
+          torch.ScalarType.Int16, "I16"
+          torch.ScalarType.Int8, "I8"
+          torch.ScalarType.Byte, "U8"
+          torch.ScalarType.Bool, "BOOL"
+          torch.ScalarType.ComplexFloat32, "C64" ]
+
+    let private nameOfDtype = dict dtypeNames
+    let private dtypeOfName = dict [ for d, n in dtypeNames -> n, d ]
+
+    let private elementSize (dtype: torch.ScalarType) =
+        match dtype with
+        | torch.ScalarType.Float64
+        | torch.ScalarType.Int64
+        | torch.ScalarType.ComplexFloat32 -> 8L
+        | torch.ScalarType.Float32
+        | torch.ScalarType.Int32 -> 4L
+        | torch.ScalarType.Float16
+        | torch.ScalarType.BFloat16
+        | torch.ScalarType.Int16 -> 2L
+        | _ -> 1L
+
+    /// The dtypes a checkpoint can hold.
+    let supportedDtypes: torch.ScalarType list = dtypeNames |> List.map fst
+
+    let private shapeText (s: int64[]) = "[" + String.Join(", ", s) + "]"
+
+    let private corrupt (path: string) (why: string) =
+        InvalidDataException(sprintf "Checkpoint '%s' is not a valid safetensors file: %s." path why)
+
+    // ---------------------------------------------------------------- writing
+
+    let private header (entries: (string * torch.Tensor) list) (metadata: CheckpointMetadata) : byte[] =
+        use buffer = new MemoryStream()
+        (
+            use json = new Utf8JsonWriter(buffer)
+            json.WriteStartObject()
+            let strings =
+                match metadata.Step with
+                | Some s -> metadata.Strings.Add(StepName, string s)
+                | None -> metadata.Strings
+            if not strings.IsEmpty then
+                json.WriteStartObject "__metadata__"
+                for KeyValue(k, v) in strings do
+                    json.WriteString(k, v)
+                json.WriteEndObject()
+            let mutable offset = 0L
+            for key, t in entries do
+                let length = t.NumberOfElements * elementSize t.dtype
+                json.WriteStartObject key
+                json.WriteString("dtype", nameOfDtype.[t.dtype])
+                json.WriteStartArray "shape"
+                for d in t.shape do
+                    json.WriteNumberValue d
+                json.WriteEndArray()
+                json.WriteStartArray "data_offsets"
+                json.WriteNumberValue offset
+                json.WriteNumberValue(offset + length)
+                json.WriteEndArray()
+                json.WriteEndObject()
+                offset <- offset + length
+            json.WriteEndObject()
+        )
+        // Pad with spaces to a multiple of 8 bytes, as the reference writer does, so that every
+        // tensor's data starts aligned in the file.
+        let raw = buffer.ToArray()
+        let padded = (raw.Length + 7) / 8 * 8
+        Array.append raw (Array.create (padded - raw.Length) (byte ' '))
+
+    // Writes a tensor's bytes; the tensor must be contiguous and on the CPU.
+    let private writeTensor (stream: Stream) (t: torch.Tensor) =
+        let total = t.NumberOfElements
+        if total > 0L then
+            let size = elementSize t.dtype
+            let perChunk = max 1L (chunkBytes / size)
+            use flat = t.reshape(-1L)
+            let mutable start = 0L
+            while start < total do
+                let n = min perChunk (total - start)
+                use chunk = flat.narrow(0L, start, n)
+                stream.Write(chunk.bytes)
+                start <- start + n
+
+    // A contiguous CPU tensor with the same values, and whether it is a new object to dispose.
+    let private hostCopy (t: torch.Tensor) : torch.Tensor * bool =
+        if t.device_type = DeviceType.CPU && t.is_contiguous () then
+            t, false
+        else
+            use cpu = t.cpu ()
+            cpu.contiguous (), true
+
+    /// Saves a state and its metadata to a safetensors file. The file is written under a temporary
+    /// name in the same directory, flushed to disk and then renamed over <paramref name="path"/>,
+    /// so a crash part way through leaves any previous checkpoint at that path intact.
+    /// Tensors on other devices are copied to the CPU to be written. ArgumentException naming
+    /// every key whose dtype the format cannot hold (see <see cref="supportedDtypes"/>), or
+    /// when the metadata strings use the reserved name <c>step</c>.
+    let save (path: string) (state: State, metadata: CheckpointMetadata) : unit =
+        if String.IsNullOrWhiteSpace path then
+            raise (ArgumentException("The checkpoint path is empty.", "path"))
+        if isNull (box state) then
+            raise (ArgumentNullException("state"))
+        if metadata.Strings.ContainsKey StepName then
+            raise (
+                ArgumentException(
+                    sprintf "The metadata string '%s' is reserved for CheckpointMetadata.Step; use the Step field." StepName,
+                    "metadata"
+                )
+            )
+        for KeyValue(k, v) in metadata.Strings do
+            if isNull k || isNull v then
+                raise (ArgumentException(sprintf "The metadata string '%s' is null; safetensors metadata holds strings only." k, "metadata"))
+        let unsupported =
+            State.toSeq state
+            |> Seq.filter (fun (_, t) -> not (nameOfDtype.ContainsKey t.dtype))
+            |> Seq.map (fun (k, t) -> sprintf "'%s' (%O)" k t.dtype)
+            |> List.ofSeq
+        if not unsupported.IsEmpty then
+            raise (
+                ArgumentException(
+                    sprintf
+                        "Cannot save to '%s': safetensors has no dtype for %s. Supported dtypes: %s."
+                        path
+                        (String.concat ", " unsupported)
+                        (supportedDtypes |> List.map string |> String.concat ", "),
+                    "state"
+                )
+            )
+        // Largest elements first, then by key, as the reference writer orders them: every tensor
+        // then starts at an offset that is a multiple of its element size.
+        let entries =
+            State.toSeq state
+            |> Seq.sortBy (fun (k, t) -> -(elementSize t.dtype), k)
+            |> List.ofSeq
+        let headerBytes = header entries metadata
+        let full = Path.GetFullPath path
+        let directory = Path.GetDirectoryName full
+        let temp = Path.Combine(directory, sprintf ".%s.%s.tmp" (Path.GetFileName full) (Guid.NewGuid().ToString "N"))
+        try
+            (
+                use file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 <<< 20)
+                let lengthBytes = Array.zeroCreate<byte> 8
+                Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(Span lengthBytes, uint64 headerBytes.Length)
+                file.Write lengthBytes
+                file.Write headerBytes
+                for _, t in entries do
+                    let host, owned = hostCopy t
+                    try
+                        writeTensor file host
+                    finally
+                        if owned then host.Dispose()
+                file.Flush true
+            )
+            File.Move(temp, full, true)
+        with _ ->
+            (try File.Delete temp with _ -> ())
+            reraise ()
+
+    // ---------------------------------------------------------------- reading
+
+    /// A parsed and validated header.
+    type private Header =
+        { Entries: (CheckpointEntry * int64 * int64) list // entry, begin, end (relative to the data)
+          Metadata: CheckpointMetadata
+          DataStart: int64 }
+
+    let private readHeader (path: string) (file: FileStream) : Header =
+        let fail why = raise (corrupt path why)
+        let length = file.Length
+        if length < 8L then
+            fail (sprintf "it is %d bytes long, shorter than the 8-byte header length that starts the format" length)
+        let lengthBytes = Array.zeroCreate<byte> 8
+        file.ReadExactly(Span lengthBytes)
+        let n = Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(ReadOnlySpan lengthBytes)
+        if n > uint64 maxHeaderBytes then
+            fail (sprintf "the header length is %d bytes, more than the %d allowed" n maxHeaderBytes)
+        if int64 n > length - 8L then
+            fail (sprintf "the header length is %d bytes but only %d bytes follow it" n (length - 8L))
+        let headerBytes = Array.zeroCreate<byte> (int n)
+        file.ReadExactly(Span headerBytes)
+        let text =
+            try
+                UTF8Encoding(false, true).GetString headerBytes
+            with :? DecoderFallbackException ->
+                fail "the header is not valid UTF-8"
+        use doc =
+            try
+                JsonDocument.Parse text
+            with :? JsonException as e ->
+                fail (sprintf "the header is not valid JSON (%s)" e.Message)
+        if doc.RootElement.ValueKind <> JsonValueKind.Object then
+            fail (sprintf "the header is a JSON %O, not an object" doc.RootElement.ValueKind)
+        let problems = ResizeArray<string>()
+        let entries = ResizeArray<CheckpointEntry * int64 * int64>()
+        let seen = HashSet<string>()
+        let mutable strings = Map.empty
+        let mutable step = None
+        for prop in doc.RootElement.EnumerateObject() do
+            let key = prop.Name
+            if not (seen.Add key) then
+                problems.Add(sprintf "key '%s' appears twice" key)
+            elif key = "__metadata__" then
+                if prop.Value.ValueKind <> JsonValueKind.Object then
+                    problems.Add "__metadata__ is not an object of strings"
+                else
+                    for m in prop.Value.EnumerateObject() do
+                        if m.Value.ValueKind <> JsonValueKind.String then
+                            problems.Add(sprintf "metadata '%s' is a JSON %O, not a string" m.Name m.Value.ValueKind)
+                        elif m.Name = StepName then
+                            match Int64.TryParse(m.Value.GetString(), Globalization.NumberStyles.AllowLeadingSign, Globalization.CultureInfo.InvariantCulture) with
+                            | true, s -> step <- Some s
+                            | _ -> problems.Add(sprintf "metadata 'step' is '%s', not a 64-bit integer" (m.Value.GetString()))
+                        else
+                            strings <- strings.Add(m.Name, m.Value.GetString())
+            else
+                let v = prop.Value
+                let field name =
+                    match v.ValueKind with
+                    | JsonValueKind.Object ->
+                        match v.TryGetProperty(name: string) with
+                        | true, f -> Some f
+                        | _ -> None
+                    | _ -> None
+                let naturals (f: JsonElement) =
+                    if f.ValueKind <> JsonValueKind.Array then None
+                    else
+                        let xs = [ for x in f.EnumerateArray() -> match x.TryGetInt64() with | true, i when i >= 0L -> Some i | _ -> None ]
+                        if List.forall Option.isSome xs then Some(xs |> List.map Option.get |> Array.ofList) else None
+                let before = problems.Count
+                match Key.problem key with
+                | Some why -> problems.Add(sprintf "entry '%s' is not a valid state key (%s)" key why)
+                | None -> ()
+                let dtype =
+                    match field "dtype" with
+                    | Some d when d.ValueKind = JsonValueKind.String ->
+                        match dtypeOfName.TryGetValue(d.GetString()) with
+                        | true, t -> Some t
+                        | _ ->
+                            problems.Add(
+                                sprintf
+                                    "entry '%s' has dtype '%s', which is unknown or has no TorchSharp equivalent (supported: %s)"
+                                    key (d.GetString()) (dtypeNames |> List.map snd |> String.concat " ")
+                            )
+                            None
+                    | _ ->
+                        problems.Add(sprintf "entry '%s' has no string 'dtype'" key)
+                        None
+                let shape =
+                    match field "shape" |> Option.bind naturals with
+                    | Some s -> Some s
+                    | None ->
+                        problems.Add(sprintf "entry '%s' has no 'shape' array of non-negative integers" key)
+                        None
+                let offsets =
+                    match field "data_offsets" |> Option.bind naturals with
+                    | Some [| b; e |] when b <= e -> Some(b, e)
+                    | _ ->
+                        problems.Add(sprintf "entry '%s' has no 'data_offsets' pair [begin, end] with begin <= end" key)
+                        None
+                match dtype, shape, offsets with
+                | Some d, Some s, Some(b, e) when problems.Count = before ->
+                    let bytes =
+                        try
+                            Some(Array.fold (fun acc x -> Checked.(*) acc x) (elementSize d) s)
+                        with :? OverflowException ->
+                            None
+                    match bytes with
+                    | Some bytes when bytes = e - b -> entries.Add({ Key = key; Dtype = d; Shape = s }, b, e)
+                    | Some bytes ->
+                        problems.Add(
+                            sprintf "entry '%s' (%s %s) needs %d bytes but its data_offsets [%d, %d] span %d" key (dtypeNames |> List.find (fst >> (=) d) |> snd) (shapeText s) bytes b e (e - b)
+                        )
+                    | None -> problems.Add(sprintf "entry '%s' has a shape %s whose size overflows" key (shapeText s))
+                | _ -> ()
+        // The data must be exactly the tensors, back to back: no gaps, no overlaps, nothing after.
+        let dataLength = length - 8L - int64 n
+        let sorted = entries |> Seq.sortBy (fun (_, b, _) -> b) |> List.ofSeq
+        if problems.Count = 0 then
+            let mutable expected = 0L
+            for entry, b, e in sorted do
+                if b <> expected && problems.Count < 20 then
+                    problems.Add(
+                        sprintf
+                            "entry '%s' starts at data offset %d, expected %d (tensors must follow each other without gaps or overlaps)"
+                            entry.Key b expected
+                    )
+                expected <- e
+            if problems.Count = 0 && expected <> dataLength then
+                if expected > dataLength then
+                    problems.Add(sprintf "the tensors need %d bytes of data but the file holds only %d (is it truncated?)" expected dataLength)
+                else
+                    problems.Add(sprintf "the tensors need %d bytes of data but the file holds %d" expected dataLength)
+        if problems.Count > 0 then
+            fail (String.Join("; ", problems |> Seq.truncate 20) + (if problems.Count > 20 then sprintf "; ... (%d problems)" problems.Count else ""))
+        { Entries = sorted
+          Metadata = { Step = step; Strings = strings }
+          DataStart = 8L + int64 n }
+
+    let private openRead (path: string) =
+        if String.IsNullOrWhiteSpace path then
+            raise (ArgumentException("The checkpoint path is empty.", "path"))
+        new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 <<< 20)
+
+    // Reads the tensors the header describes, in file order. Any failure disposes what was read.
+    let private readTensors (path: string) (file: FileStream) (header: Header) (device: string -> torch.Device) : State =
+        let loaded = ResizeArray<string * torch.Tensor>()
+        try
+            file.Position <- header.DataStart
+            for entry, _, _ in header.Entries do
+                let t = torch.empty(entry.Shape, dtype = entry.Dtype)
+                loaded.Add(entry.Key, t)
+                let total = t.NumberOfElements
+                if total > 0L then
+                    let perChunk = max 1L (chunkBytes / elementSize entry.Dtype)
+                    use flat = t.reshape(-1L)
+                    let mutable start = 0L
+                    while start < total do
+                        let n = min perChunk (total - start)
+                        use chunk = flat.narrow(0L, start, n)
+                        file.ReadExactly chunk.bytes
+                        start <- start + n
+            for i in 0 .. loaded.Count - 1 do
+                let k, t = loaded.[i]
+                let target = device k
+                if target.``type`` <> DeviceType.CPU then
+                    let moved = t.``to`` target
+                    t.Dispose()
+                    loaded.[i] <- (k, moved)
+            State.ofSeq loaded
+        with e ->
+            for _, t in loaded do
+                t.Dispose()
+            match e with
+            | :? EndOfStreamException -> raise (corrupt path "the file ended before all the tensor data was read")
+            | _ -> reraise ()
+
+    /// The metadata and the entries (key, dtype, shape) a checkpoint holds, read from its header
+    /// alone. InvalidDataException naming the file when it is not a valid safetensors file.
+    let inspect (path: string) : CheckpointMetadata * CheckpointEntry list =
+        use file = openRead path
+        let h = readHeader path file
+        h.Metadata, h.Entries |> List.map (fun (e, _, _) -> e) |> List.sortBy (fun e -> e.Key)
+
+    let private mismatches (expected: State) (entries: CheckpointEntry seq) : CheckpointMismatch list =
+        let inFile = entries |> Seq.map (fun e -> e.Key, e) |> Map.ofSeq
+        let keys = Set.union (Set.ofSeq (State.keys expected)) (Set.ofSeq inFile.Keys)
+        [ for k in keys do
+              match State.tryFind k expected, inFile.TryFind k with
+              | Some _, None -> MissingKey k
+              | None, Some _ -> UnexpectedKey k
+              | Some t, Some e ->
+                  if t.shape <> e.Shape then ShapeMismatch(k, t.shape, e.Shape)
+                  if t.dtype <> e.Dtype then DtypeMismatch(k, t.dtype, e.Dtype)
+              | None, None -> () ]
+
+    /// Every way a checkpoint differs from an expected state (missing and unexpected keys, shape
+    /// and dtype mismatches), in key order; empty when it fits. Reads only the header.
+    let check (expected: State) (path: string) : CheckpointMismatch list =
+        if isNull (box expected) then
+            raise (ArgumentNullException("expected"))
+        inspect path |> snd |> mismatches expected
+
+    /// Loads a checkpoint as it is: its state (on the CPU) and metadata. InvalidDataException
+    /// naming the file when it is truncated or corrupted, or holds keys that are not valid
+    /// state keys; FileNotFoundException when it does not exist.
+    let load (path: string) : State * CheckpointMetadata =
+        use file = openRead path
+        let h = readHeader path file
+        readTensors path file h (fun _ -> torch.CPU), h.Metadata
+
+    /// Loads a checkpoint that must fit an expected state (for example the result of
+    /// <c>Nj.init</c>): the same keys, shapes and dtypes. Each tensor is placed on the device of
+    /// the expected entry. When anything differs, CheckpointMismatchException lists every problem
+    /// and nothing is loaded.
+    let loadInto (expected: State) (path: string) : State * CheckpointMetadata =
+        if isNull (box expected) then
+            raise (ArgumentNullException("expected"))
+        use file = openRead path
+        let h = readHeader path file
+        let problems = h.Entries |> Seq.map (fun (e, _, _) -> e) |> mismatches expected
+        if not problems.IsEmpty then
+            raise (CheckpointMismatchException(path, problems))
+        readTensors path file h (fun k -> expected.[k].device), h.Metadata
