@@ -1,5 +1,5 @@
 // Ninjax.NET build script.
-// Usage: dotnet fsi build.fsx [-t TARGET]   (targets: Setup, Build, Test (default), Run, Bench)
+// Usage: dotnet fsi build.fsx [-t TARGET]   (targets: Setup, Build, Test (default), Run, Bench, Docs)
 #r "nuget: Fake.Core.Target, 5.20.3"
 
 open System
@@ -325,6 +325,39 @@ Target.create "Test" (fun _ ->
     if not failedSuites.IsEmpty || failed > 0 then
         failwithf "Test suites failed: %s" (String.Join(", ", failedSuites)))
 
+/// Runs a program in the repo root and returns its exit code and its stdout and stderr, which are
+/// also echoed.
+let execCapture (program: string) (args: string list) : int * string list =
+    let psi = ProcessStartInfo(program, WorkingDirectory = root, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true)
+    args |> List.iter psi.ArgumentList.Add
+    Trace.tracefn "> %s %s" program (String.Join(" ", args))
+    use p = new Process(StartInfo = psi)
+    let lines = Collections.Concurrent.ConcurrentQueue<string>()
+    let take (e: DataReceivedEventArgs) = if not (isNull e.Data) then (lines.Enqueue e.Data; Console.WriteLine e.Data)
+    p.OutputDataReceived.Add take
+    p.ErrorDataReceived.Add take
+    p.Start() |> ignore
+    p.BeginOutputReadLine()
+    p.BeginErrorReadLine()
+    p.WaitForExit()
+    p.ExitCode, List.ofSeq lines
+
+/// The API reference of both libraries, generated from their XML doc comments by fsdocs into
+/// output/. Fails when a public type or member has no doc comment. (Members documented with a
+/// one-line summary and no <param> tags are fine: fsdocs lists those parameters separately.)
+Target.create "Docs" (fun _ ->
+    let rc, lines =
+        execCapture "dotnet"
+            [ "fsdocs"; "build"; "--clean"; "--input"; "docs/api"; "--output"; "output"
+              "--projects"; "src/Ninjax.Fs/Ninjax.Fs.fsproj"; "src/Ninjax.CSharp/Ninjax.CSharp.csproj"
+              "--properties"; sprintf "Configuration=%s" configuration; "FsDocsWarnOnMissingDocs=true" ]
+    if rc <> 0 then failwithf "fsdocs failed with exit code %d" rc
+    let missing = lines |> List.filter (fun l -> l.Contains "missing docs" && not (l.Contains "for parameter"))
+    let parameters = lines |> List.filter (fun l -> l.Contains "missing docs for parameter") |> List.length
+    Trace.tracefn "API reference written to output/index.html; %d public members without docs; %d parameters without <param> docs." missing.Length parameters
+    if not missing.IsEmpty then
+        failwithf "%d public types or members have no XML doc comment:\n%s" missing.Length (String.Join("\n", missing)))
+
 Target.create "Bench" (fun _ ->
     run "dotnet" [ "run"; "--project"; "bench/Ninjax.Bench"; "-c"; configuration; "--no-build" ])
 
@@ -337,6 +370,7 @@ open Fake.Core.TargetOperators
 "Build" ==> "Test" |> ignore
 "Build" ==> "Run" |> ignore
 "Build" ==> "Bench" |> ignore
+"Build" ==> "Docs" |> ignore
 
 let exitCode =
     try
