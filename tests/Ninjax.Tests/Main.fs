@@ -28,5 +28,8 @@ let main argv =
         CheckpointTests.writeCheckpointHelper path (int megabytes)
         0
     | _ ->
+        // Expecto runs tests on several threads at once; one intra-op thread each keeps libtorch's
+        // thread pool from oversubscribing the cores (the tensors here are small).
+        TorchSharp.torch.set_num_threads 1
         let extra = [ CLIArguments.Append_Summary_Handler(SummaryHandler writeSummary) ]
         Tests.runTestsInAssemblyWithCLIArgs extra argv
