@@ -8,13 +8,16 @@ open BenchmarkDotNet.Reports
 open BenchmarkDotNet.Running
 open BenchmarkDotNet.Toolchains.InProcess.Emit
 
-/// The mean time of the benchmark whose method and parameter match.
+/// The mean time of the benchmark whose method and parameter match (NaN when it did not run,
+/// for example under a --filter).
 let private mean (summary: Summary) (methodName: string) (parameter: string) (value: obj) : float =
     summary.Reports
-    |> Seq.find (fun r ->
+    |> Seq.tryFind (fun r ->
         r.BenchmarkCase.Descriptor.WorkloadMethod.Name = methodName
-        && string (r.BenchmarkCase.Parameters.[parameter]) = string value)
-    |> fun r -> r.ResultStatistics.Mean
+        && string (r.BenchmarkCase.Parameters.[parameter]) = string value
+        && not (isNull r.ResultStatistics))
+    |> Option.map (fun r -> r.ResultStatistics.Mean)
+    |> Option.defaultValue nan
 
 [<EntryPoint>]
 let main argv =
