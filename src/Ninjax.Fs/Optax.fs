@@ -231,9 +231,11 @@ module Optax =
         if isNull tensors then raise (ArgumentNullException("tensors"))
         noGrad (fun () ->
             // One norm per tensor in its own dtype (no full-size copies), combined in float64.
-            let norms = [| for _, t in State.toSeq tensors -> torch.linalg.vector_norm(t.detach(), 2.0, null, false).to_type torch.float64 |]
+            let norms = [| for _, t in State.toSeq tensors -> torch.linalg.vector_norm(t, 2.0, null, false) |]
             if norms.Length = 0 then torch.zeros([||], dtype = torch.float64)
-            else torch.linalg.vector_norm(torch.stack norms, 2.0, null, false))
+            elif norms |> Array.forall (fun n -> n.dtype = norms.[0].dtype) then
+                torch.linalg.vector_norm(torch.stack norms, 2.0, null, false).to_type torch.float64
+            else torch.linalg.vector_norm(torch.stack (norms |> Array.map (fun n -> n.to_type torch.float64)), 2.0, null, false))
 
     /// Adds updates to parameters: <c>param + update</c> per key, in the parameter's dtype. The
     /// keys and shapes must match.

@@ -104,9 +104,9 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
             if isNull fresh then fresh <- transform.Init parameters
             fresh
         let keys = stateKeys.GetOrAdd(fingerprint, fun _ -> initial () |> State.keys |> Array.ofList)
-        let stored = this.Get(Fingerprint.Key, fun () -> torch.tensor fingerprint)
+        let matches = this.Get(Fingerprint.Key, fun () -> torch.tensor fingerprint).item<int64> () = fingerprint
         let state =
-            if stored.item<int64> () = fingerprint then
+            if matches then
                 keys |> Array.map (fun k -> k, this.Get(k, fun () -> (initial ()).[k])) |> State.ofSeq
             else
                 // The targets changed: read everything the optimizer holds so the transformation
@@ -122,7 +122,7 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
             with
             | :? ArgumentException
             | :? KeyNotFoundException as e -> raise (located this.Path e)
-        if stored.item<int64> () <> fingerprint then
+        if not matches then
             raise (
                 ArgumentException(
                     sprintf "Optimizer '%s' was initialised for other parameters than it is now given (%s): the targets changed. Keep the targets the same between calls, or start the optimizer from a fresh state." this.Path (String.Join(", ", State.keys parameters)),
