@@ -7,16 +7,14 @@ open TorchSharp
 /// Initializers that draw from the purified call's random generator, so the seed decides them.
 module Init =
 
-    /// Glorot (Xavier) uniform initialisation for a [fanIn; fanOut] weight matrix.
-    let glorotUniform (fanIn: int64) (fanOut: int64) : torch.Tensor =
-        let bound = sqrt (6.0 / float (fanIn + fanOut))
-        let u = torch.rand([| fanIn; fanOut |], generator = Nj.rng ())
-        u.mul_(torch.tensor (2.0 * bound)).sub_(torch.tensor bound)
-
     /// Uniform initialisation in [-bound, bound) for any shape.
     let uniform (bound: float) (shape: int64[]) : torch.Tensor =
         let u = torch.rand(shape, generator = Nj.rng ())
         u.mul_(torch.tensor (2.0 * bound)).sub_(torch.tensor bound)
+
+    /// Glorot (Xavier) uniform initialisation for a [fanIn; fanOut] weight matrix.
+    let glorotUniform (fanIn: int64) (fanOut: int64) : torch.Tensor =
+        uniform (sqrt (6.0 / float (fanIn + fanOut))) [| fanIn; fanOut |]
 
 /// A dense layer <c>y = x W + b</c> written in Ninjax's own idiom: its weight and bias are state
 /// entries created on first use, so the input size is taken from the first input.

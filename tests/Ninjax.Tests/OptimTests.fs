@@ -147,28 +147,8 @@ let private optimizers =
 // The Quickstart model with an optimizer module
 
 /// The seed README's Quickstart model, training with an Optimizer module instead of manual SGD.
-type OptModel(size: int, ?name: string) as this =
-    inherit Module(defaultArg name "model")
-    let h1 = this.Sub("h1", fun () -> Linear 128)
-    let h2 = this.Sub("h2", fun () -> Linear 128)
-    let opt = this.Sub("opt", fun () -> Optimizer(Optax.adam 1e-2))
-
-    member this.Predict(x: torch.Tensor) =
-        let x = torch.nn.functional.relu (h1.Forward x)
-        let x = torch.nn.functional.relu (h2.Forward x)
-        let x = this.Sub("h3", fun () -> Linear(size, useBias = false)).Forward x
-        x + this.Get("bias", fun () -> torch.zeros(int64 size))
-
-    member this.Loss(x: torch.Tensor, y: torch.Tensor) = (this.Predict x - y).square().mean()
-
-    member this.Targets = [ Target.Module h1; Target.Module h2; Target.Key(this.Path + "/h3"); Target.Key(this.Path + "/bias") ]
-
-    member this.Train(x: torch.Tensor, y: torch.Tensor) = opt.Minimize(this.Loss, this.Targets, (x, y))
-
-    member this.TrainOn(targets: Target list, x: torch.Tensor, y: torch.Tensor) = opt.Minimize(this.Loss, targets, (x, y))
-
-    member this.TrainAux(x: torch.Tensor, y: torch.Tensor) =
-        opt.MinimizeAux((fun (x: torch.Tensor, y: torch.Tensor) -> let p = this.Predict x in (p - y).square().mean (), p.shape), this.Targets, (x, y))
+/// The seed Quickstart model (ScenarioTests), with Adam at 1e-2.
+let private OptModel (size: int) = ScenarioTests.MyModel(size)
 
 let private data () =
     use g = new torch.Generator(7UL)
@@ -336,7 +316,7 @@ let tests =
         testList "Optimizer module" [
             testCase "init creates the optimizer state and leaves the parameters as initialised" <| fun () ->
                 let x, y = data ()
-                let state = Nj.init 0L (OptModel 3).Train State.empty (x, y)
+                let state = Nj.init 0L (OptModel 3).Step State.empty (x, y)
                 let plain = Nj.init 0L (OptModel 3).Loss State.empty (x, y)
                 let paramKeys = State.keys plain
                 for k in paramKeys do
@@ -357,8 +337,8 @@ let tests =
             testCase "the loss falls over 20 steps and the count advances by one per call" <| fun () ->
                 let x, y = data ()
                 let model = OptModel 3
-                let state = Nj.init 0L model.Train State.empty (x, y)
-                let run = steps 20 (Nj.purify model.Train) state (x, y)
+                let state = Nj.init 0L model.Step State.empty (x, y)
+                let run = steps 20 (Nj.purify model.Step) state (x, y)
                 let losses = run |> List.map (fun (_, m) -> m.Loss.item<float32> ())
                 Expect.isLessThan (List.last losses) (List.head losses * 0.5f) (sprintf "loss falls: %A" losses)
                 Expect.equal (run |> List.map (fst >> count)) [ 1L .. 20L ] "count"
@@ -373,8 +353,8 @@ let tests =
             testCase "the metrics report the gradient norm of the step" <| fun () ->
                 let x, y = data ()
                 let model = OptModel 3
-                let state = Nj.init 0L model.Train State.empty (x, y)
-                let _, metrics = Nj.purify model.Train state (x, y)
+                let state = Nj.init 0L model.Step State.empty (x, y)
+                let _, metrics = Nj.purify model.Step state (x, y)
                 let _, (loss, _, grads) = Nj.purify (fun (x, y) -> Nj.grad model.Loss model.Targets (x, y)) state (x, y)
                 expectIdentical metrics.Loss loss "loss"
                 expectClose metrics.GradNorm (Optax.globalNorm(grads).to_type torch.float32) 1e-6 "gradient norm"
@@ -382,8 +362,8 @@ let tests =
             testCase "a training step keeps only the new state and the metrics alive" <| fun () ->
                 let x, y = data ()
                 let model = OptModel 3
-                let state = Nj.init 0L model.Train State.empty (x, y)
-                let train = Nj.purify model.Train
+                let state = Nj.init 0L model.Step State.empty (x, y)
+                let train = Nj.purify model.Step
                 let s1, _ = train state (x, y)
                 use scope = torch.NewDisposeScope()
                 let before = scope.DisposablesCount
@@ -399,39 +379,39 @@ let tests =
                 let x, y = data ()
                 let run () =
                     let model = OptModel 3
-                    let state = Nj.init 3L model.Train State.empty (x, y)
-                    steps 5 (Nj.purify model.Train) state (x, y) |> List.last |> fst
+                    let state = Nj.init 3L model.Step State.empty (x, y)
+                    steps 5 (Nj.purify model.Step) state (x, y) |> List.last |> fst
                 expectSameState (run ()) (run ()) "same seed"
 
             testCase "a restart from a saved state continues like an uninterrupted run" <| fun () ->
                 let x, y = data ()
                 let model = OptModel 3
-                let state = Nj.init 0L model.Train State.empty (x, y)
-                let uninterrupted = steps 10 (Nj.purify model.Train) state (x, y)
+                let state = Nj.init 0L model.Step State.empty (x, y)
+                let uninterrupted = steps 10 (Nj.purify model.Step) state (x, y)
                 let saved = fst uninterrupted.[4]
                 let restarted = OptModel 3
-                let resumed = steps 5 (Nj.purify restarted.Train) saved (x, y)
+                let resumed = steps 5 (Nj.purify restarted.Step) saved (x, y)
                 expectSameState (fst (List.last resumed)) (fst (List.last uninterrupted)) "after 10 steps"
                 Expect.equal (count (fst (List.last resumed))) 10L "count"
 
             testCase "a target that contains the optimizer excludes its state" <| fun () ->
                 let x, y = data ()
                 let model = OptModel 3
-                let state = Nj.init 0L model.Train State.empty (x, y)
-                let explicitTargets = steps 2 (Nj.purify model.Train) state (x, y) |> List.last |> fst
-                let whole = steps 2 (Nj.purify (fun (x, y) -> model.TrainOn([ Target.Module model ], x, y))) state (x, y) |> List.last |> fst
+                let state = Nj.init 0L model.Step State.empty (x, y)
+                let explicitTargets = steps 2 (Nj.purify model.Step) state (x, y) |> List.last |> fst
+                let whole = steps 2 (Nj.purify (fun (x, y) -> model.StepOn([ Target.Module model ], x, y))) state (x, y) |> List.last |> fst
                 expectSameState whole explicitTargets "Target.Module model"
-                let msg = throwsWith<ArgumentException> (fun () -> Nj.purify (fun (x, y) -> model.TrainOn([ Target.Key "model/opt" ], x, y)) state (x, y) |> ignore)
+                let msg = throwsWith<ArgumentException> (fun () -> Nj.purify (fun (x, y) -> model.StepOn([ Target.Key "model/opt" ], x, y)) state (x, y) |> ignore)
                 mentions msg [ "model/opt"; "optimizer" ]
 
             testCase "MinimizeAux returns the auxiliary output beside the metrics" <| fun () ->
                 let x, y = data ()
                 let model = OptModel 3
-                let state = Nj.init 0L model.TrainAux State.empty (x, y)
-                let s1, (metrics, shape) = Nj.purify model.TrainAux state (x, y)
+                let state = Nj.init 0L model.StepAux State.empty (x, y)
+                let s1, (metrics, shape) = Nj.purify model.StepAux state (x, y)
                 Expect.equal shape [| 64L; 3L |] "aux"
                 Expect.equal (count s1) 1L "count"
-                let s1', metrics' = Nj.purify model.Train state (x, y)
+                let s1', metrics' = Nj.purify model.Step state (x, y)
                 expectIdentical metrics.Loss metrics'.Loss "same loss as Minimize"
                 expectSameState s1 s1' "same step as Minimize"
 
@@ -439,26 +419,26 @@ let tests =
                 let x, y = data ()
                 let model = OptModel 3
                 let paramsOnly = Nj.init 0L model.Loss State.empty (x, y)
-                let msg = throwsWith<InvalidOperationException> (fun () -> Nj.purify model.Train paramsOnly (x, y) |> ignore)
+                let msg = throwsWith<InvalidOperationException> (fun () -> Nj.purify model.Step paramsOnly (x, y) |> ignore)
                 mentions msg [ "model/opt/"; "Nj.init" ]
 
             testCase "it trains with lazily created state when the call may create" <| fun () ->
                 let x, y = data ()
                 let model = OptModel 3
-                let s1, m1 = Nj.purifyWith creating model.Train State.empty (x, y)
+                let s1, m1 = Nj.purifyWith creating model.Step State.empty (x, y)
                 Expect.equal (count s1) 1L "one step taken"
-                let s2, m2 = Nj.purify model.Train s1 (x, y)
+                let s2, m2 = Nj.purify model.Step s1 (x, y)
                 Expect.equal (count s2) 2L "two steps"
                 Expect.isLessThan (m2.Loss.item<float32> ()) (m1.Loss.item<float32> ()) "loss falls"
 
             testCase "targets that change between calls give an error naming the key" <| fun () ->
                 let x, y = data ()
                 let model = OptModel 3
-                let state = Nj.init 0L model.Train State.empty (x, y)
-                let train targets = Nj.purify (fun (x, y) -> model.TrainOn(targets, x, y))
+                let state = Nj.init 0L model.Step State.empty (x, y)
+                let train targets = Nj.purify (fun (x, y) -> model.StepOn(targets, x, y))
                 let fewer = throwsWith<ArgumentException> (fun () -> train [ Target.Key "model/h1"; Target.Key "model/h2" ] state (x, y) |> ignore)
                 mentions fewer [ "model/opt"; "model/bias"; "targets changed" ]
-                let partial = Nj.init 0L (fun (x, y) -> model.TrainOn([ Target.Key "model/h1" ], x, y)) State.empty (x, y)
+                let partial = Nj.init 0L (fun (x, y) -> model.StepOn([ Target.Key "model/h1" ], x, y)) State.empty (x, y)
                 let more = throwsWith<KeyNotFoundException> (fun () -> train model.Targets partial (x, y) |> ignore)
                 mentions more [ "model/opt"; "mu/model/bias"; "'model/bias'" ]
                 // The caller's states are untouched by the failed calls.

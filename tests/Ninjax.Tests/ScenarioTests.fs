@@ -23,9 +23,21 @@ type MyModel(size: int, ?lr: float, ?name: string) as this =
 
     member this.Loss(x: torch.Tensor, y: torch.Tensor) = (this.Predict x - y).square().mean()
 
-    member this.Train(x: torch.Tensor, y: torch.Tensor) =
-        let targets = [ Target.Module h1; Target.Module h2; Target.Key(this.Path + "/h3"); Target.Key(this.Path + "/bias") ]
-        (opt.Minimize(this.Loss, targets, (x, y))).Loss
+    /// The parameters the optimizer updates.
+    member this.Targets = [ Target.Module h1; Target.Module h2; Target.Key(this.Path + "/h3"); Target.Key(this.Path + "/bias") ]
+
+    /// One Adam step on chosen targets; returns the optimizer's metrics.
+    member this.StepOn(targets: Target list, x: torch.Tensor, y: torch.Tensor) = opt.Minimize(this.Loss, targets, (x, y))
+
+    /// One Adam step on the model's parameters; returns the optimizer's metrics.
+    member this.Step(x: torch.Tensor, y: torch.Tensor) = this.StepOn(this.Targets, x, y)
+
+    /// One Adam step whose loss also returns the prediction's shape.
+    member this.StepAux(x: torch.Tensor, y: torch.Tensor) =
+        opt.MinimizeAux((fun (x: torch.Tensor, y: torch.Tensor) -> let p = this.Predict x in (p - y).square().mean (), p.shape), this.Targets, (x, y))
+
+    /// One Adam step; returns the loss, as the seed's train method does.
+    member this.Train(x: torch.Tensor, y: torch.Tensor) = this.Step(x, y).Loss
 
 /// A plain class as a C# user would return one, with a cycle back to itself.
 type Pair(a: torch.Tensor, b: torch.Tensor) =
