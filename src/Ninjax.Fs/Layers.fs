@@ -33,9 +33,9 @@ type Linear(units: int, [<Optional; DefaultParameterValue(true)>] useBias: bool,
     member this.Forward(x: torch.Tensor) : torch.Tensor =
         if x.Dimensions = 0L then
             raise (ArgumentException(sprintf "%O expects an input with at least one axis; it got a scalar." this, "x"))
-        let inputs = x.shape.[x.shape.Length - 1]
+        let inputs = x.size(int x.Dimensions - 1)
         let w = this.Get("w", fun () -> Init.glorotUniform inputs (int64 units))
-        if w.shape.[0] <> inputs then
+        if w.size 0 <> inputs then
             raise (
                 ArgumentException(
                     sprintf "%O was built for inputs of size %d on the last axis; it got shape %A." this w.shape.[0] x.shape,
@@ -81,13 +81,13 @@ type Conv2d
     member this.Forward(x: torch.Tensor) : torch.Tensor =
         if x.Dimensions <> 4L then
             raise (ArgumentException(sprintf "%O expects input of shape [batch; channels; height; width]; it got shape %A." this x.shape, "x"))
-        let inputs = x.shape.[1]
+        let inputs = x.size 1
         let k = int64 kernel
         let w =
             this.Get("w", fun () -> Init.uniform (1.0 / sqrt (float (inputs * k * k))) [| int64 channels; inputs; k; k |])
-        if w.shape.[1] <> inputs then
+        if w.size 1 <> inputs then
             raise (ArgumentException(sprintf "%O was built for %d input channels; it got shape %A." this w.shape.[1] x.shape, "x"))
-        let size = padding * 2 + int x.shape.[2], padding * 2 + int x.shape.[3]
+        let size = padding * 2 + int (x.size 2), padding * 2 + int (x.size 3)
         if fst size < kernel || snd size < kernel then
             raise (ArgumentException(sprintf "%O has a %dx%d kernel, larger than its padded input %dx%d (input shape %A)." this kernel kernel (fst size) (snd size) x.shape, "x"))
         let b = if useBias then this.Get("b", fun () -> torch.zeros([| int64 channels |], dtype = x.dtype)) else null
@@ -107,9 +107,9 @@ type LayerNorm([<Optional; DefaultParameterValue(1e-5)>] eps: float, [<Optional;
     member this.Forward(x: torch.Tensor) : torch.Tensor =
         if x.Dimensions = 0L then
             raise (ArgumentException(sprintf "%O expects an input with at least one axis; it got a scalar." this, "x"))
-        let features = x.shape.[x.shape.Length - 1]
+        let features = x.size(int x.Dimensions - 1)
         let scale = this.Get("scale", fun () -> torch.ones([| features |], dtype = x.dtype))
-        if scale.shape.[0] <> features then
+        if scale.size 0 <> features then
             raise (ArgumentException(sprintf "%O was built for %d features on the last axis; it got shape %A." this scale.shape.[0] x.shape, "x"))
         let offset = this.Get("offset", fun () -> torch.zeros([| features |], dtype = x.dtype))
         torch.nn.functional.layer_norm(x, [| features |], scale, offset, eps)

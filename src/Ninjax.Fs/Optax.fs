@@ -140,7 +140,7 @@ module Optax =
                                     stateKey key prefix (ownersUnder prefix state)
                             )
                         )
-                    | Some m when m.shape <> g.shape || m.dtype <> g.dtype ->
+                    | Some m when m.dtype <> g.dtype || not (Shape.same m g) ->
                         raise (
                             ArgumentException(
                                 sprintf
@@ -170,7 +170,7 @@ module Optax =
         match State.tryFind key parameters with
         | None ->
             raise (KeyNotFoundException(sprintf "There is a gradient for '%s' but no parameter with that key was passed to the optimizer." key))
-        | Some p when p.shape <> g.shape ->
+        | Some p when not (Shape.same p g) ->
             raise (ArgumentException(sprintf "The parameter '%s' has %s but its gradient has %s." key (describe p) (describe g)))
         | Some p -> p
 
@@ -226,16 +226,20 @@ module Optax =
     // -------------------------------------------------------------------------------------
     // Helpers over states of tensors
 
+    /// The global L2 norm of a state's tensors as a scalar of <paramref name="dtype"/>: one norm
+    /// per tensor in its own dtype (no full-size copies), combined in that dtype.
+    let internal globalNormAs (dtype: torch.ScalarType) (tensors: State) : torch.Tensor =
+        noGrad (fun () ->
+            let norms = [| for kv in State.toMap tensors -> torch.linalg.vector_norm(kv.Value, 2.0, null, false) |]
+            if norms.Length = 0 then torch.zeros([||], dtype = dtype)
+            else
+                let common = if norms |> Array.forall (fun n -> n.dtype = dtype) then norms else norms |> Array.map (fun n -> n.to_type dtype)
+                torch.linalg.vector_norm(torch.stack common, 2.0, null, false))
+
     /// The global L2 norm of all tensors of a state, as a float64 scalar: <c>sqrt(sum of squares)</c>.
     let globalNorm (tensors: State) : torch.Tensor =
         if isNull tensors then raise (ArgumentNullException("tensors"))
-        noGrad (fun () ->
-            // One norm per tensor in its own dtype (no full-size copies), combined in float64.
-            let norms = [| for _, t in State.toSeq tensors -> torch.linalg.vector_norm(t, 2.0, null, false) |]
-            if norms.Length = 0 then torch.zeros([||], dtype = torch.float64)
-            elif norms |> Array.forall (fun n -> n.dtype = norms.[0].dtype) then
-                torch.linalg.vector_norm(torch.stack norms, 2.0, null, false).to_type torch.float64
-            else torch.linalg.vector_norm(torch.stack (norms |> Array.map (fun n -> n.to_type torch.float64)), 2.0, null, false))
+        globalNormAs torch.float64 tensors
 
     /// Adds updates to parameters: <c>param + update</c> per key, in the parameter's dtype. The
     /// keys and shapes must match.
@@ -250,7 +254,7 @@ module Optax =
             |> State.map (fun k p ->
                 match State.tryFind k updates with
                 | None -> raise (KeyNotFoundException(sprintf "The parameter '%s' has no update; updates were given for: %s." k (String.Join(", ", State.keys updates |> List.truncate 8))))
-                | Some u when u.shape <> p.shape ->
+                | Some u when not (Shape.same u p) ->
                     raise (ArgumentException(sprintf "The update for '%s' has %s but the parameter has %s." k (describe u) (describe p)))
                 | Some u -> p.add (if u.dtype = p.dtype then u else u.to_type p.dtype)))
 
@@ -463,10 +467,25 @@ module Optax =
         nonNegative "learningRate" learningRate
         sgdWith { SgdOptions.Default with LearningRate = Schedule.constant learningRate }
 
-    /// Adam's step fused as torch.optim computes it: the moments, then
-    /// <c>param (1 - lr wd) - lr/(1 - b1^t) m / (sqrt v / sqrt(1 - b2^t) + eps)</c> in one
-    /// addcdiv per parameter. <paramref name="l2"/> adds <c>l2 * param</c> to the gradient first
-    /// (Adam's weight decay); <paramref name="decoupled"/> is AdamW's decay.
+    /// The smallest normal number of a dtype when clamping the second moment to it before the
+    /// square root cannot change Adam's denominator: libtorch's sqrt takes a slow path on zeros
+    /// and subnormals (about 6x and 25x slower here), and the second moments of dead ReLU units
+    /// are exactly zero. The clamp is exact when the added eps dwarfs that number's square root
+    /// (1e-19 in float32); with eps 0, or in float16, there is no clamp.
+    let private sqrtFloor (dtype: torch.ScalarType) (addedEps: float) : float voption =
+        let tiny, precision =
+            match dtype with
+            | torch.ScalarType.Float32 -> 1.1754943508222875e-38, 1.1920928955078125e-07
+            | torch.ScalarType.BFloat16 -> 1.1754943508222875e-38, 0.0078125
+            | torch.ScalarType.Float64 -> 2.2250738585072014e-308, 2.220446049250313e-16
+            | _ -> nan, nan
+        if addedEps > 4.0 * sqrt tiny / precision then ValueSome tiny else ValueNone
+
+    /// Adam's step fused, with torch.optim's update rule: the moments, then
+    /// <c>param (1 - lr wd) - lr/(1 - b1^t) m / (sqrt v / sqrt(1 - b2^t) + eps)</c>, computed as
+    /// <c>lr sqrt(1 - b2^t)/(1 - b1^t) m / (sqrt v + eps sqrt(1 - b2^t))</c> in one addcdiv per
+    /// parameter (the same value, one pass fewer). <paramref name="l2"/> adds <c>l2 * param</c> to
+    /// the gradient first (Adam's weight decay); <paramref name="decoupled"/> is AdamW's decay.
     let private fusedAdam (options: AdamOptions) (l2: float) (decoupled: float) : State -> State -> State -> State * State =
         fun grads state ps ->
             let count = stepOf state
@@ -476,6 +495,10 @@ module Optax =
             let step = count + 1L
             let correction1 = 1.0 - Math.Pow(options.Beta1, float step)
             let correction2 = Math.Sqrt(1.0 - Math.Pow(options.Beta2, float step))
+            let eps = options.Eps * correction2
+            let stepSize = (-lr * correction2 / correction1).ToScalar()
+            let beta1, keep1 = options.Beta1.ToScalar(), (1.0 - options.Beta1).ToScalar()
+            let beta2, keep2 = options.Beta2.ToScalar(), (1.0 - options.Beta2).ToScalar()
             let grads = if l2 = 0.0 then grads else mapGrads (fun k g -> g.add (paramFor ps k g, alpha = l2.ToScalar())) grads
             let mus = perParam "mu" state grads
             let nus = perParam "nu" state grads
@@ -484,11 +507,15 @@ module Optax =
             List.iter2
                 (fun (k, g: torch.Tensor, m: torch.Tensor) (_, _, v: torch.Tensor) ->
                     let p = paramFor ps k g
-                    let m = m.mul(options.Beta1.ToScalar()).add_ (g, alpha = (1.0 - options.Beta1).ToScalar())
-                    let v = v.mul(options.Beta2.ToScalar()).addcmul_ (g, g, value = (1.0 - options.Beta2).ToScalar())
-                    let denom = v.sqrt().div_(correction2.ToScalar()).add_ (options.Eps.ToScalar())
+                    let m = m.mul(beta1).add_ (g, alpha = keep1)
+                    let v = v.mul(beta2).addcmul_ (g, g, value = keep2)
+                    let root =
+                        match sqrtFloor v.dtype eps with
+                        | ValueSome floor -> v.clamp_min(floor.ToScalar()).sqrt_ ()
+                        | ValueNone -> v.sqrt ()
+                    let denom = root.add_ (eps.ToScalar())
                     let decayed = if decoupled = 0.0 then p else p.mul ((1.0 - lr * decoupled).ToScalar())
-                    let updated = decayed.addcdiv (m, denom, value = (-lr / correction1).ToScalar())
+                    let updated = decayed.addcdiv (m, denom, value = stepSize)
                     entries.Add("mu/" + k, m)
                     entries.Add("nu/" + k, v)
                     next <- next.Add(k, (if updated.dtype = p.dtype then updated else updated.to_type p.dtype)))

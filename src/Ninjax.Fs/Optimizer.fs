@@ -140,9 +140,9 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
         updated, learningRate
 
     member private this.Step(loss: torch.Tensor, parameters: State, grads: State) : OptimizerMetrics =
-        let gradNorm = Optax.globalNorm grads
+        let gradNorm = Optax.globalNormAs loss.dtype grads
         let _, learningRate = this.Apply(parameters, grads)
-        { Loss = loss; GradNorm = gradNorm.to_type loss.dtype; LearningRate = learningRate }
+        { Loss = loss; GradNorm = gradNorm; LearningRate = learningRate }
 
     /// Takes one optimizer step on <paramref name="loss"/> applied to <paramref name="arg"/>,
     /// with respect to <paramref name="targets"/> (the optimizer's own state is never a target):

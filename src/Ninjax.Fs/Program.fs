@@ -216,7 +216,7 @@ module Prog =
                 let world = { world with Modified = world.Modified.Add key }
                 if env.Flags.Ignore then struct (value, world)
                 elif not env.Flags.Modify then raise (Errors.cannotModify env key old value)
-                elif old.dtype <> value.dtype || old.shape <> value.shape then raise (Errors.mismatch key old value)
+                elif old.dtype <> value.dtype || not (Shape.same old value) then raise (Errors.mismatch key old value)
                 else struct (value, { world with State = State(world.State.Entries.Add(key, value)) })
             | None ->
                 Key.validate key

@@ -318,7 +318,7 @@ type TorchModule<'M when 'M :> torch.nn.Module>(make: Func<'M>, [<Optional; Defa
                             fresh.[i]
                     )
                 else this.Get e.Key
-            if v.dtype <> e.DType || v.shape <> e.Shape then
+            if v.dtype <> e.DType || not (Shape.is e.Shape v) then
                 raise (
                     ArgumentException(
                         sprintf

@@ -177,6 +177,42 @@ let tests =
                     crossCheckWith runFused (name + ", fused step") torch.float64 1e-13 ours theirs
         ]
 
+        testCase "the fused Adam step matches torch.optim where second moments are zero or subnormal (dead units)" <| fun () ->
+            // Zero and subnormal second moments take libtorch's slow sqrt path, so the fused step
+            // clamps them first; the result must not change. Row 0 of layer/w never gets a
+            // gradient; row 1 gets gradients of 1e-20, whose squares are subnormal in float32, on
+            // parameters of 1e-12, so its updates are visible and depend on the denominator.
+            use _scope = torch.NewDisposeScope()
+            let parameters, grads = problem torch.float32
+            let parameters =
+                parameters
+                |> List.map (fun (k, p: torch.Tensor) ->
+                    if k <> "layer/w" then k, p
+                    else
+                        let p = p.clone ()
+                        p.[1L].mul_ (1e-12f.ToScalar()) |> ignore
+                        k, p)
+            let dead =
+                grads
+                |> List.map (
+                    List.map (fun (k, g: torch.Tensor) ->
+                        if k <> "layer/w" then k, g
+                        else
+                            let g = g.clone ()
+                            g.[0L].zero_ () |> ignore
+                            g.[1L].mul_ (1e-20f.ToScalar()) |> ignore
+                            k, g)
+                )
+            let expected = runTorch (fun ps -> torch.optim.Adam(asParams ps, lr = 1e-2)) parameters dead
+            let actual = runFused (Optax.adam 1e-2) parameters dead
+            let err = maxRelativeError actual expected
+            Expect.isLessThan err 1e-6 (sprintf "max relative error %g" err)
+            let theirs = expected |> List.find (fun (k, _) -> k = "layer/w") |> snd
+            expectIdentical actual.["layer/w"].[0L] theirs.[0L] "the row without gradients, bit for bit"
+            expectIdentical actual.["layer/w"].[1L] theirs.[1L] "the row with subnormal squared gradients, bit for bit"
+            let start = parameters |> List.find (fun (k, _) -> k = "layer/w") |> snd
+            Expect.isFalse (identical actual.["layer/w"].[1L] start.[1L]) "the row with tiny gradients moved"
+
         testList "schedules" [
             testCase "constant is the same at every step" <| fun () ->
                 let s = Schedule.constant 0.3
