@@ -484,8 +484,10 @@ module Optax =
     /// Adam's step fused, with torch.optim's update rule: the moments, then
     /// <c>param (1 - lr wd) - lr/(1 - b1^t) m / (sqrt v / sqrt(1 - b2^t) + eps)</c>, computed as
     /// <c>lr sqrt(1 - b2^t)/(1 - b1^t) m / (sqrt v + eps sqrt(1 - b2^t))</c> in one addcdiv per
-    /// parameter (the same value, one pass fewer). <paramref name="l2"/> adds <c>l2 * param</c> to
-    /// the gradient first (Adam's weight decay); <paramref name="decoupled"/> is AdamW's decay.
+    /// parameter: the same value up to rounding, and folding the correction into eps and the step
+    /// frees the pass that the clamp before the square root (sqrtFloor) takes.
+    /// <paramref name="l2"/> adds <c>l2 * param</c> to the gradient first (Adam's weight decay);
+    /// <paramref name="decoupled"/> is AdamW's decay.
     let private fusedAdam (options: AdamOptions) (l2: float) (decoupled: float) : State -> State -> State -> State * State =
         fun grads state ps ->
             let count = stepOf state
