@@ -498,6 +498,7 @@ module Optax =
             let correction1 = 1.0 - Math.Pow(options.Beta1, float step)
             let correction2 = Math.Sqrt(1.0 - Math.Pow(options.Beta2, float step))
             let eps = options.Eps * correction2
+            let epsScalar = eps.ToScalar()
             let stepSize = (-lr * correction2 / correction1).ToScalar()
             let beta1, keep1 = options.Beta1.ToScalar(), (1.0 - options.Beta1).ToScalar()
             let beta2, keep2 = options.Beta2.ToScalar(), (1.0 - options.Beta2).ToScalar()
@@ -515,7 +516,7 @@ module Optax =
                         match sqrtFloor v.dtype eps with
                         | ValueSome floor -> v.clamp_min(floor.ToScalar()).sqrt_ ()
                         | ValueNone -> v.sqrt ()
-                    let denom = root.add_ (eps.ToScalar())
+                    let denom = root.add_ epsScalar
                     let decayed = if decoupled = 0.0 then p else p.mul ((1.0 - lr * decoupled).ToScalar())
                     let updated = decayed.addcdiv (m, denom, value = stepSize)
                     entries.Add("mu/" + k, m)

@@ -54,3 +54,10 @@ let creating = Options.seeded 0L |> Options.withCreate true
 
 /// A float32 tensor of a shape filled with one value.
 let full (shape: int64[]) (value: float32) : torch.Tensor = torch.ones(shape).mul (value.ToScalar())
+
+/// Runs a purified function for n steps on the same argument and returns the states and outputs
+/// in order.
+let runSteps (n: int) (f: State -> 'A -> State * 'B) (state: State) (arg: 'A) : (State * 'B) list =
+    List.scan (fun (s, _) _ -> let s1, out = f s arg in s1, Some out) (state, None) [ 1..n ]
+    |> List.tail
+    |> List.map (fun (s, out) -> s, out.Value)

@@ -154,12 +154,6 @@ let private data () =
     use g = new torch.Generator(7UL)
     torch.randn([| 64L; 32L |], generator = g), torch.randn([| 64L; 3L |], generator = g)
 
-/// Runs a purified function for n steps and returns the states and outputs in order.
-let private steps (n: int) (f: State -> 'A -> State * 'B) (state: State) (arg: 'A) =
-    List.scan (fun (s, _) _ -> let s1, out = f s arg in s1, Some out) (state, None) [ 1..n ]
-    |> List.tail
-    |> List.map (fun (s, out) -> s, out.Value)
-
 let private count (state: State) = state.["model/opt/count"].item<int64> ()
 
 [<Tests>]
@@ -374,7 +368,7 @@ let tests =
                 let x, y = data ()
                 let model = OptModel 3
                 let state = Nj.init 0L model.Step State.empty (x, y)
-                let run = steps 20 (Nj.purify model.Step) state (x, y)
+                let run = runSteps 20 (Nj.purify model.Step) state (x, y)
                 let losses = run |> List.map (fun (_, m) -> m.Loss.item<float32> ())
                 Expect.isLessThan (List.last losses) (List.head losses * 0.5f) (sprintf "loss falls: %A" losses)
                 Expect.equal (run |> List.map (fst >> count)) [ 1L .. 20L ] "count"
@@ -416,17 +410,17 @@ let tests =
                 let run () =
                     let model = OptModel 3
                     let state = Nj.init 3L model.Step State.empty (x, y)
-                    steps 5 (Nj.purify model.Step) state (x, y) |> List.last |> fst
+                    runSteps 5 (Nj.purify model.Step) state (x, y) |> List.last |> fst
                 expectSameState (run ()) (run ()) "same seed"
 
             testCase "a restart from a saved state continues like an uninterrupted run" <| fun () ->
                 let x, y = data ()
                 let model = OptModel 3
                 let state = Nj.init 0L model.Step State.empty (x, y)
-                let uninterrupted = steps 10 (Nj.purify model.Step) state (x, y)
+                let uninterrupted = runSteps 10 (Nj.purify model.Step) state (x, y)
                 let saved = fst uninterrupted.[4]
                 let restarted = OptModel 3
-                let resumed = steps 5 (Nj.purify restarted.Step) saved (x, y)
+                let resumed = runSteps 5 (Nj.purify restarted.Step) saved (x, y)
                 expectSameState (fst (List.last resumed)) (fst (List.last uninterrupted)) "after 10 steps"
                 Expect.equal (count (fst (List.last resumed))) 10L "count"
 
@@ -434,8 +428,8 @@ let tests =
                 let x, y = data ()
                 let model = OptModel 3
                 let state = Nj.init 0L model.Step State.empty (x, y)
-                let explicitTargets = steps 2 (Nj.purify model.Step) state (x, y) |> List.last |> fst
-                let whole = steps 2 (Nj.purify (fun (x, y) -> model.StepOn([ Target.Module model ], x, y))) state (x, y) |> List.last |> fst
+                let explicitTargets = runSteps 2 (Nj.purify model.Step) state (x, y) |> List.last |> fst
+                let whole = runSteps 2 (Nj.purify (fun (x, y) -> model.StepOn([ Target.Module model ], x, y))) state (x, y) |> List.last |> fst
                 expectSameState whole explicitTargets "Target.Module model"
                 let msg = throwsWith<ArgumentException> (fun () -> Nj.purify (fun (x, y) -> model.StepOn([ Target.Key "model/opt" ], x, y)) state (x, y) |> ignore)
                 mentions msg [ "model/opt"; "optimizer" ]
