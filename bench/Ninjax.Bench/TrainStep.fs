@@ -1,7 +1,12 @@
 /// One training step of the 64-256-256-10 MLP with Adam: Ninjax against hand-written TorchSharp.
 /// Both start from the same parameters and compute the same things (the loss, and the count of
 /// correct predictions that the digits model reports), so the ratio is the framework's overhead:
-/// purification, the state, the functional Adam, and the gradient norm the optimizer reports.
+/// purification, the state, the Adam step, and the gradient norm the optimizer reports. Ninjax
+/// runs twice: donating its state as the digits trainer does (the optimizer then updates in
+/// place, as torch.optim does), and plain (every step allocates new parameters and moments).
+/// Both frameworks run on one intra-op thread, as the digits trainer does by default: on this
+/// shared 2-core machine a second OpenMP thread makes no step faster and the timings vary far
+/// more.
 module Ninjax.Bench.TrainStep
 
 open BenchmarkDotNet.Attributes
@@ -18,6 +23,8 @@ type TrainStepBenchmarks() =
     // Ninjax: the digits MLP with its own Adam, purified once and called in the obvious loop.
     let mutable state = State.empty
     let mutable step: State -> torch.Tensor * torch.Tensor -> State * Digits.Models.StepMetrics = fun s _ -> s, Unchecked.defaultof<_>
+    let mutable donatedState = State.empty
+    let mutable donatedStep = step
 
     /// Images per step.
     [<Params(8, 128)>]
@@ -25,6 +32,7 @@ type TrainStepBenchmarks() =
 
     [<GlobalSetup>]
     member this.Setup() =
+        torch.set_num_threads 1
         let train, _ = Digits.Data.loadBoth (Digits.Data.defaultFolder ())
         x <- train.Images.narrow(0L, 0L, int64 this.BatchSize)
         y <- train.Labels.narrow(0L, 0L, int64 this.BatchSize)
@@ -43,7 +51,7 @@ type TrainStepBenchmarks() =
             if not (State.containsKey key s) || s.[key].shape <> value.shape then
                 failwithf "The bench expected the digits MLP to hold '%s' with shape %A; it holds: %O" key value.shape s
             State.add key value s
-        state <-
+        let start =
             [ 0..2 ]
             |> List.fold
                 (fun s i ->
@@ -51,7 +59,10 @@ type TrainStepBenchmarks() =
                     |> replace (sprintf "model/dense%d/w" i) (layers.[2 * i].detach().t().contiguous().clone ())
                     |> replace (sprintf "model/dense%d/b" i) (layers.[2 * i + 1].detach().clone ()))
                 (Nj.init 0L model.Train State.empty (x, y))
+        state <- start
+        donatedState <- State.map (fun _ t -> t.clone ()) start
         step <- Nj.purify model.Train
+        donatedStep <- Nj.purifyWith (Options.donating Options.defaults) model.Train
 
     [<Benchmark(Baseline = true, Description = "TorchSharp")>]
     member _.TorchSharpStep() =
@@ -64,6 +75,13 @@ type TrainStepBenchmarks() =
         adam.step () |> ignore
         correct.item<int64> () |> ignore
         loss.item<float32> ()
+
+    [<Benchmark(Description = "Ninjax, donated")>]
+    member _.NinjaxDonatedStep() =
+        let next, metrics = donatedStep donatedState (x, y)
+        donatedState <- next
+        metrics.Correct.item<int64> () |> ignore
+        metrics.Loss.item<float32> ()
 
     [<Benchmark(Description = "Ninjax")>]
     member _.NinjaxStep() =

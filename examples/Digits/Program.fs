@@ -106,7 +106,9 @@ let run (settings: Settings) : State * float =
         match settings.Resume with
         | None -> initial, 1
         | Some path -> Resume.load path initial
-    let train = Nj.purifyWith (Options.seeded settings.Seed) model.Train
+    // The loop hands each state over to the next step (donation), so the optimizer updates the
+    // parameters and moments in place instead of allocating new ones every step.
+    let train = Nj.purifyWith (Options.seeded settings.Seed |> Options.donating) model.Train
     let stepsPerEpoch = int ((trainSplit.Labels.shape.[0] + int64 settings.BatchSize - 1L) / int64 settings.BatchSize)
     say "Training %A on %d images (%d steps per epoch), testing on %d." settings.Kind trainSplit.Labels.shape.[0] stepsPerEpoch testSplit.Labels.shape.[0]
     let report epoch loss trainAcc =

@@ -11,11 +11,12 @@ internal sealed class Purified<TArgs, TResult>
     private readonly FSharpFunc<TArgs, TResult> function;
     private readonly Options options;
 
-    public Purified(Func<TArgs, TResult> function, bool nested, string? name)
+    public Purified(Func<TArgs, TResult> function, bool nested, string? name, bool donate)
     {
         this.function = FuncConvert.FromFunc(function);
         var options = OptionsModule.defaults;
         if (nested) options = OptionsModule.nested(options);
+        if (donate) options = OptionsModule.donating(options);
         if (name is not null) options = OptionsModule.named(name, options);
         this.options = options;
     }
@@ -57,9 +58,9 @@ internal sealed class Purified<TArgs, TResult>
 /// <summary>Builds <see cref="Purified{TArgs, TResult}"/> with a null check naming the parameter.</summary>
 internal static class Purified
 {
-    public static Purified<TArgs, TResult> Of<TArgs, TResult>(Delegate? original, Func<TArgs, TResult> call, bool nested, string? name)
+    public static Purified<TArgs, TResult> Of<TArgs, TResult>(Delegate? original, Func<TArgs, TResult> call, bool nested, string? name, bool donate = false)
     {
         ArgumentNullException.ThrowIfNull(original, "function");
-        return new Purified<TArgs, TResult>(call, nested, name);
+        return new Purified<TArgs, TResult>(call, nested, name, donate);
     }
 }

@@ -16,10 +16,14 @@ type GradientTransformation =
         /// Turns gradients (or the updates of the previous transformation in a chain) into
         /// updates: <c>update grads optState params</c> returns <c>updates, newOptState</c>.
         Update: State -> State -> State -> State * State
-        /// A fused step some optimizers provide: <c>apply grads optState params</c> returns
-        /// <c>newParams, newOptState</c>, the same as applying Update's updates (up to rounding:
-        /// it follows torch.optim's order of operations) in fewer passes over memory.
-        Apply: (State -> State -> State -> State * State) option
+        /// A fused step some optimizers provide: <c>apply mayOverwrite grads optState params</c>
+        /// returns <c>newParams, newOptState</c>, the same as applying Update's updates (up to
+        /// rounding: it follows torch.optim's order of operations) in fewer passes over memory.
+        /// <c>mayOverwrite t</c> says whether a parameter or optimizer-state tensor was handed over
+        /// by the caller, so the step may write its next value into it in place and return it
+        /// (the Optimizer module asks this of a donating call); pass <c>fun _ -> false</c> to
+        /// leave every input as it was.
+        Apply: ((torch.Tensor -> bool) -> State -> State -> State -> State * State) option
     }
 
 /// Hyperparameters of SGD, named and defaulted as torch.optim.SGD has them.
@@ -211,12 +215,13 @@ module Optax =
         }
 
     /// Gives a transformation a fused step (see GradientTransformation.Apply).
-    let private withApply (apply: State -> State -> State -> State * State) (t: GradientTransformation) =
+    let private withApply (apply: (torch.Tensor -> bool) -> State -> State -> State -> State * State) (t: GradientTransformation) =
         { t with
             Apply =
-                Some(fun grads state ps ->
+                Some(fun mayOverwrite grads state ps ->
+                    if isNull (box mayOverwrite) then raise (ArgumentNullException("mayOverwrite", "Pass a predicate (fun _ -> false) to keep the inputs unchanged."))
                     if isNull grads || isNull state || isNull ps then raise (ArgumentNullException("state", "Pass grads, the optimizer state and params."))
-                    noGrad (fun () -> apply grads state ps)) }
+                    noGrad (fun () -> apply mayOverwrite grads state ps)) }
 
     let private zerosUnder (prefix: string) (parameters: State) =
         State.toSeq parameters |> Seq.map (fun (k, p) -> prefix + "/" + k, torch.zeros_like p)
@@ -487,9 +492,11 @@ module Optax =
     /// parameter: the same value up to rounding, and folding the correction into eps and the step
     /// frees the pass that the clamp before the square root (sqrtFloor) takes.
     /// <paramref name="l2"/> adds <c>l2 * param</c> to the gradient first (Adam's weight decay);
-    /// <paramref name="decoupled"/> is AdamW's decay.
-    let private fusedAdam (options: AdamOptions) (l2: float) (decoupled: float) : State -> State -> State -> State * State =
-        fun grads state ps ->
+    /// <paramref name="decoupled"/> is AdamW's decay. Where the caller hands over a parameter and
+    /// both its moments (and they share its dtype), the same operations run in place on them;
+    /// the arithmetic, and so every bit of the result, is the same.
+    let private fusedAdam (options: AdamOptions) (l2: float) (decoupled: float) : (torch.Tensor -> bool) -> State -> State -> State -> State * State =
+        fun mayOverwrite grads state ps ->
             let count = stepOf state
             let lr = options.LearningRate count
             if Double.IsNaN lr || Double.IsInfinity lr then
@@ -502,29 +509,44 @@ module Optax =
             let stepSize = (-lr * correction2 / correction1).ToScalar()
             let beta1, keep1 = options.Beta1.ToScalar(), (1.0 - options.Beta1).ToScalar()
             let beta2, keep2 = options.Beta2.ToScalar(), (1.0 - options.Beta2).ToScalar()
+            let decay = (1.0 - lr * decoupled).ToScalar()
             let grads = if l2 = 0.0 then grads else mapGrads (fun k g -> g.add (paramFor ps k g, alpha = l2.ToScalar())) grads
             let mus = perParam "mu" state grads
             let nus = perParam "nu" state grads
-            let entries = ResizeArray [ CountKey, torch.tensor step; LearningRateKey, torch.tensor lr ]
+            let scalarEntry (key: string) (value: float) (dtype: torch.ScalarType) =
+                match State.tryFind key state with
+                | Some t when t.dtype = dtype && mayOverwrite t -> t.fill_ (value.ToScalar())
+                | _ -> torch.tensor (value, dtype = dtype)
+            let entries =
+                ResizeArray [ CountKey, scalarEntry CountKey (float step) torch.int64; LearningRateKey, scalarEntry LearningRateKey lr torch.float64 ]
             let mutable next = State.toMap ps
             List.iter2
                 (fun (k, g: torch.Tensor, m: torch.Tensor) (_, _, v: torch.Tensor) ->
                     let p = paramFor ps k g
-                    let m = m.mul(beta1).add_ (g, alpha = keep1)
-                    let v = v.mul(beta2).addcmul_ (g, g, value = keep2)
+                    let inPlace =
+                        p.dtype = m.dtype && p.dtype = v.dtype && g.dtype = p.dtype
+                        && mayOverwrite p && mayOverwrite m && mayOverwrite v
+                        && not (obj.ReferenceEquals(p, m) || obj.ReferenceEquals(p, v) || obj.ReferenceEquals(m, v))
+                    let m = (if inPlace then m.mul_ beta1 else m.mul beta1).add_ (g, alpha = keep1)
+                    let v = (if inPlace then v.mul_ beta2 else v.mul beta2).addcmul_ (g, g, value = keep2)
                     let root =
                         match sqrtFloor v.dtype eps with
                         | ValueSome floor -> v.clamp_min(floor.ToScalar()).sqrt_ ()
                         | ValueNone -> v.sqrt ()
                     let denom = root.add_ epsScalar
-                    let decayed = if decoupled = 0.0 then p else p.mul ((1.0 - lr * decoupled).ToScalar())
-                    let updated = decayed.addcdiv (m, denom, value = stepSize)
+                    let updated =
+                        if inPlace then
+                            (if decoupled = 0.0 then p else p.mul_ decay).addcdiv_ (m, denom, value = stepSize)
+                        else
+                            let decayed = if decoupled = 0.0 then p else p.mul decay
+                            let updated = decayed.addcdiv (m, denom, value = stepSize)
+                            if updated.dtype = p.dtype then updated else updated.to_type p.dtype
                     entries.Add("mu/" + k, m)
                     entries.Add("nu/" + k, v)
-                    next <- next.Add(k, (if updated.dtype = p.dtype then updated else updated.to_type p.dtype)))
+                    next <- next.Add(k, updated))
                 mus
                 nus
-            State.ofMap next, State.ofSeq entries
+            State next, State.ofValidPairs entries
 
     /// Adam as torch.optim.Adam: WeightDecay is an L2 penalty added to the gradient.
     let adamWith (options: AdamOptions) : GradientTransformation =

@@ -107,15 +107,22 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
         let matches = this.Get(Fingerprint.Key, fun () -> torch.tensor fingerprint).item<int64> () = fingerprint
         let state =
             if matches then
-                keys |> Array.map (fun k -> k, this.Get(k, fun () -> (initial ()).[k])) |> State.ofSeq
+                keys |> Array.map (fun k -> k, this.Get(k, fun () -> (initial ()).[k])) |> State.ofValidPairs
             else
                 // The targets changed: read everything the optimizer holds so the transformation
                 // can say exactly which keys differ.
                 this.Values |> State.filter (fun k _ -> k <> Fingerprint.Key)
+        // In a donating call (outside any gradient, free to modify) the fused step may write
+        // into the tensors the caller handed over instead of allocating new ones.
+        let env = Ambient.exec Prog.env
+        let donation = env.Donation
+        let mayOverwrite: torch.Tensor -> bool =
+            if isNull donation || env.GradDepth > 0 || not env.Flags.Modify || env.Flags.Ignore then fun _ -> false
+            else donation.MayOverwrite
         let updated, next =
             try
                 match transform.Apply with
-                | Some fused -> fused grads state parameters
+                | Some fused -> fused mayOverwrite grads state parameters
                 | None ->
                     let updates, next = transform.Update grads state parameters
                     Optax.applyUpdates parameters updates, next
@@ -129,9 +136,16 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
                     "parameters"
                 )
             )
+        if not (isNull donation) then
+            for KeyValue(k, t) in State.toMap updated do
+                if obj.ReferenceEquals(t, parameters.[k]) then donation.Overwrote t
+            for KeyValue(k, t) in State.toMap next do
+                match State.tryFind k state with
+                | Some old when obj.ReferenceEquals(t, old) -> donation.Overwrote t
+                | _ -> ()
         Ambient.exec (Prog.putMany (State.toSeq updated))
         let prefix = this.Path + "/"
-        this.PutM(next |> State.toSeq |> Seq.map (fun (k, v) -> prefix + k, v) |> State.ofSeq)
+        this.PutM(next |> State.toSeq |> Seq.map (fun (k, v) -> prefix + k, v) |> State.ofValidPairs)
         let learningRate =
             next
             |> State.toSeq

@@ -18,6 +18,40 @@ type Flags =
         Ignore: bool
     }
 
+/// What a donating call (Options.donate) knows about the state its caller handed over: which
+/// tensors it may overwrite in place, and which it did. One exists per donating call.
+[<Sealed; AllowNullLiteral>]
+type Donation internal (input: State) =
+    // How many keys of the donated state hold each tensor object, counted on first use (one pass
+    // over the state): a tensor held under two keys must not be overwritten for one of them.
+    let mutable holders: Dictionary<torch.Tensor, int> = null
+    let overwritten = HashSet<torch.Tensor>(HashIdentity.Reference)
+
+    /// The state the caller donated.
+    member internal _.Input = input
+
+    /// How many keys of the donated state hold this tensor object (0 for tensors it never held).
+    member internal _.Holders(tensor: torch.Tensor) : int =
+        if isNull holders then
+            holders <- Dictionary<torch.Tensor, int>(HashIdentity.Reference)
+            for kv in input.Entries do
+                match holders.TryGetValue kv.Value with
+                | true, n -> holders.[kv.Value] <- n + 1
+                | _ -> holders.[kv.Value] <- 1
+        match holders.TryGetValue tensor with
+        | true, n -> n
+        | _ -> 0
+
+    /// True when the tensor is the donated state's, under exactly one key: the call may write the
+    /// entry's next value into it instead of into a new tensor.
+    member internal this.MayOverwrite(tensor: torch.Tensor) : bool = this.Holders tensor = 1
+
+    /// Records a tensor the call overwrote in place.
+    member internal _.Overwrote(tensor: torch.Tensor) : unit = overwritten.Add tensor |> ignore
+
+    /// The tensors the call overwrote in place.
+    member internal _.Overwritten: HashSet<torch.Tensor> = overwritten
+
 /// What a program reads but never changes while one purified call runs.
 type Env =
     {
@@ -33,6 +67,8 @@ type Env =
         GradDepth: int
         /// Generators handed out by rng, released when the purified call returns.
         Disposables: ResizeArray<IDisposable>
+        /// The donated state's bookkeeping when the call runs with Options.donate; null otherwise.
+        Donation: Donation
     }
 
 /// What a program threads from step to step: the state and the bookkeeping about it.

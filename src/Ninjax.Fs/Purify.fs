@@ -24,6 +24,10 @@ type Options =
         Ignore: bool option
         /// May this call run inside another purified call?
         Nested: bool
+        /// Does the caller hand its state over (JAX's donate_argnums)? A donating call may update
+        /// the state's tensors in place (the Optimizer does) and frees the entries it replaces;
+        /// the state passed in may not be used again. Top-level calls only.
+        Donate: bool
         /// The function's name, for error messages.
         Name: string
     }
@@ -34,7 +38,7 @@ module Options =
 
     /// No seed, default flags, not nested.
     let defaults =
-        { Seed = None; Create = None; Modify = None; Ignore = None; Nested = false; Name = "the purified function" }
+        { Seed = None; Create = None; Modify = None; Ignore = None; Nested = false; Donate = false; Name = "the purified function" }
 
     /// Default options with a seed.
     let seeded (seed: int64) = { defaults with Seed = Some seed }
@@ -53,6 +57,11 @@ module Options =
 
     /// Marks the call as allowed inside another purified call.
     let nested (o: Options) = { o with Nested = true }
+
+    /// Makes the caller hand its state over on each call (JAX's donate_argnums): the call may
+    /// update tensors in place and frees the entries it replaces, so a training loop allocates
+    /// no new parameters or moments per step. The state passed in is unusable afterwards.
+    let donating (o: Options) = { o with Donate = true }
 
     /// Names the function for error messages.
     let named (name: string) (o: Options) = { o with Name = name }
@@ -148,8 +157,9 @@ module internal Survivors =
         | null -> ()
         | :? torch.Tensor as t -> acc.Add t
         | :? State as s ->
-            for kv in s.Entries do
-                acc.Add kv.Value
+            if seen.Add s then
+                for kv in s.Entries do
+                    acc.Add kv.Value
         | :? ITuple as tuple ->
             for i in 0 .. tuple.Length - 1 do
                 walk seen tuple.[i] acc
@@ -164,9 +174,12 @@ module internal Survivors =
                 for x in read o do
                     walk seen x acc
 
-    /// Adds every tensor reachable from an output to the list.
-    let collect (o: obj) (acc: ResizeArray<torch.Tensor>) : unit =
-        walk (HashSet<obj>(HashIdentity.Reference)) o acc
+    /// Adds every tensor reachable from an output to the list, and returns the objects walked
+    /// (the states among them included).
+    let collect (o: obj) (acc: ResizeArray<torch.Tensor>) : HashSet<obj> =
+        let seen = HashSet<obj>(HashIdentity.Reference)
+        walk seen o acc
+        seen
 
 /// Purification: running a program on an explicit state. This is the one place that defines
 /// what pure and init mean; everything else (the impure API, the C# facade) calls into it.
@@ -207,13 +220,56 @@ module Purify =
                 raise (InvalidOperationException(sprintf "%s asks for ignore=false inside %s, which has ignore=true; an inner call cannot loosen its flags." opts.Name frame.Env.Name))
             flags
 
-    /// Runs a program on a state and returns the outcome. The input state is never changed.
-    /// Tensors the program creates are freed when it returns, except those in its output and
-    /// the new or changed state entries.
+    /// What a donating call does when it returns: the checks that its output and new state do
+    /// not hold a tensor it overwrote in place (they could not tell the value before the update
+    /// from the one after), then the replaced entries of the donated state freed, unless the
+    /// output, the new state or another key of the donated state still holds them.
+    let private finishDonation (name: string) (donation: Donation) (world: World) (fromOutput: ResizeArray<torch.Tensor>) =
+        let input = donation.Input.Entries
+        let touched = Dictionary<torch.Tensor, string>(HashIdentity.Reference)
+        for key in Seq.append world.Created world.Modified do
+            match world.State.Entries.TryFind key with
+            | Some v ->
+                match touched.TryGetValue v with
+                | true, other when donation.Overwritten.Contains v ->
+                    raise (
+                        InvalidOperationException(
+                            sprintf "%s wrote the tensor of state entry '%s' under '%s' too, and updated it in place because its state was donated (Options.donate): the two keys would share one tensor. Write a copy (tensor.clone()), or purify without donation." name other key
+                        )
+                    )
+                | true, _ -> ()
+                | _ -> touched.[v] <- key
+            | None -> ()
+        let outputs = HashSet<torch.Tensor>(fromOutput, HashIdentity.Reference)
+        for t in donation.Overwritten do
+            if outputs.Contains t then
+                let key = match touched.TryGetValue t with | true, k -> k | _ -> "?"
+                raise (
+                    InvalidOperationException(
+                        sprintf "%s returns the tensor of state entry '%s', which it updated in place because its state was donated (Options.donate): the output cannot tell the value before the update from the one after. Return a copy (tensor.clone()), or purify without donation." name key
+                    )
+                )
+        for key in world.Modified do
+            match input.TryFind key with
+            | Some old when not (touched.ContainsKey old) && not (outputs.Contains old) && donation.Holders old = 1 -> old.Dispose()
+            | _ -> ()
+
+    /// Runs a program on a state and returns the outcome. The input state is never changed,
+    /// unless the options donate it. Tensors the program creates are freed when it returns,
+    /// except those in its output and the new or changed state entries.
     let run (opts: Options) (program: Nj<'T>) (state: State) : Outcome<'T> =
         if isNull state then raise (ArgumentNullException("state", "Pass a state (State.empty to start from nothing)."))
+        // A state donated before cannot be used again: this raises, naming the call it went to.
+        state.Entries |> ignore
         let outer = Ambient.tryCurrent ()
         let flags = resolveFlags opts outer
+        if opts.Donate && not (isNull outer) then
+            raise (
+                InvalidOperationException(
+                    sprintf "%s donates its state (Options.donate) but runs inside %s: only a top-level call can take over its caller's state. Purify the inner function without donation." opts.Name outer.Env.Name
+                )
+            )
+        let donation = if opts.Donate then Donation state else null
         let env =
             {
                 Scope = ""
@@ -222,27 +278,38 @@ module Purify =
                 Name = opts.Name
                 GradDepth = (if isNull outer then 0 else outer.Env.GradDepth)
                 Disposables = ResizeArray()
+                Donation = donation
             }
         let world0 = { State = state; Draws = 0L; Read = Set.empty; Modified = Set.empty; Created = Set.empty }
         let scope = torch.NewDisposeScope()
         try
-            let struct (output, world) = Prog.runIn env world0 program
-            let keep = ResizeArray<torch.Tensor>()
-            Survivors.collect (box output) keep
-            for key in Seq.append world.Created world.Modified do
-                match world.State.Entries.TryFind key with
-                | Some v -> keep.Add v
-                | None -> ()
-            for t in keep do
-                if scope.Contains t then scope.MoveToOuter t |> ignore
-            if not (isNull outer) then
-                let w = outer.World
-                outer.World <-
-                    { w with
-                        Read = Set.union w.Read world.Read
-                        Modified = Set.union w.Modified world.Modified
-                        Created = Set.union w.Created world.Created }
-            { State = world.State; Output = output; Read = world.Read; Modified = world.Modified; Created = world.Created }
+            try
+                let struct (output, world) = Prog.runIn env world0 program
+                let fromOutput = ResizeArray<torch.Tensor>()
+                let walked = Survivors.collect (box output) fromOutput
+                for t in fromOutput do
+                    if scope.Contains t then scope.MoveToOuter t |> ignore
+                for key in Seq.append world.Created world.Modified do
+                    match world.State.Entries.TryFind key with
+                    | Some v when scope.Contains v -> scope.MoveToOuter v |> ignore
+                    | _ -> ()
+                if not (isNull donation) then
+                    finishDonation opts.Name donation world fromOutput
+                    // The output may hold the donated state itself (Prog.state before any write).
+                    if not (obj.ReferenceEquals(world.State, state)) && not (walked.Contains state) then
+                        state.Donate opts.Name
+                if not (isNull outer) then
+                    let w = outer.World
+                    outer.World <-
+                        { w with
+                            Read = Set.union w.Read world.Read
+                            Modified = Set.union w.Modified world.Modified
+                            Created = Set.union w.Created world.Created }
+                { State = world.State; Output = output; Read = world.Read; Modified = world.Modified; Created = world.Created }
+            with _ when not (isNull donation) && donation.Overwritten.Count > 0 ->
+                // Some of the donated tensors hold new values now: the old state is gone.
+                state.Donate(opts.Name + ", which failed after updating some of its tensors in place,")
+                reraise ()
         finally
             scope.Dispose()
             for d in env.Disposables do

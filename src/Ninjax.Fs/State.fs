@@ -88,34 +88,54 @@ module internal Shape =
 [<Sealed; AllowNullLiteral>]
 type State internal (entries: Map<string, torch.Tensor>) =
 
+    // Set when the state is donated to a call (Options.donate): that call owns its tensors now.
+    let mutable donatedTo: string = null
+
+    let live () =
+        if not (isNull donatedTo) then
+            raise (
+                InvalidOperationException(
+                    sprintf
+                        "This state was donated to %s (Options.donate): that call may have updated its tensors in place and freed the entries it replaced. Use the state the call returned, or purify without donation to keep this one."
+                        donatedTo
+                )
+            )
+        entries
+
     /// The empty state.
     static member Empty = State(Map.empty)
 
     /// The entries as an F# map (shared, not copied).
-    member internal _.Entries = entries
+    member internal _.Entries = live ()
+
+    /// Hands the state over to a donating call; every later use raises, naming the call.
+    member internal _.Donate(callName: string) = donatedTo <- callName
+
+    /// True once the state was donated to a call (Options.donate) and may no longer be used.
+    member _.IsDonated = not (isNull donatedTo)
 
     /// The number of entries.
-    member _.Count = entries.Count
+    member _.Count = (live ()).Count
 
     /// The keys in ordinal order.
-    member _.Keys: IEnumerable<string> = entries |> Seq.map (fun kv -> kv.Key)
+    member _.Keys: IEnumerable<string> = live () |> Seq.map (fun kv -> kv.Key)
 
     /// The tensors in the order of their keys.
-    member _.Values: IEnumerable<torch.Tensor> = entries |> Seq.map (fun kv -> kv.Value)
+    member _.Values: IEnumerable<torch.Tensor> = live () |> Seq.map (fun kv -> kv.Value)
 
     /// The tensor stored under a key; KeyNotFoundException naming the key when it is absent.
     member _.Item
         with get (key: string) =
-            match entries.TryFind key with
+            match (live ()).TryFind key with
             | Some t -> t
             | None -> raise (KeyNotFoundException(sprintf "State has no entry '%s'." key))
 
     /// True when the state holds the key.
-    member _.ContainsKey(key: string) = entries.ContainsKey key
+    member _.ContainsKey(key: string) = (live ()).ContainsKey key
 
     /// Looks a key up without raising.
     member _.TryGetValue(key: string, [<Runtime.InteropServices.Out>] value: byref<torch.Tensor>) =
-        match entries.TryFind key with
+        match (live ()).TryFind key with
         | Some t ->
             value <- t
             true
@@ -123,13 +143,15 @@ type State internal (entries: Map<string, torch.Tensor>) =
 
     /// A short description listing the keys and shapes.
     override _.ToString() =
-        let shown =
-            entries
-            |> Seq.truncate 20
-            |> Seq.map (fun kv -> sprintf "%s: %A %O" kv.Key kv.Value.shape kv.Value.dtype)
-            |> String.concat ", "
-        let more = if entries.Count > 20 then sprintf ", ... (%d entries)" entries.Count else ""
-        "State {" + shown + more + "}"
+        if not (isNull donatedTo) then sprintf "State {donated to %s}" donatedTo
+        else
+            let shown =
+                entries
+                |> Seq.truncate 20
+                |> Seq.map (fun kv -> sprintf "%s: %A %O" kv.Key kv.Value.shape kv.Value.dtype)
+                |> String.concat ", "
+            let more = if entries.Count > 20 then sprintf ", ... (%d entries)" entries.Count else ""
+            "State {" + shown + more + "}"
 
     interface IReadOnlyDictionary<string, torch.Tensor> with
         member this.Item with get key = this.[key]
@@ -137,11 +159,11 @@ type State internal (entries: Map<string, torch.Tensor>) =
         member this.Values = this.Values
         member this.ContainsKey key = this.ContainsKey key
         member this.TryGetValue(key, value) = this.TryGetValue(key, &value)
-        member _.Count = entries.Count
+        member this.Count = this.Count
         member _.GetEnumerator() : IEnumerator<KeyValuePair<string, torch.Tensor>> =
-            (entries :> seq<KeyValuePair<string, torch.Tensor>>).GetEnumerator()
+            (live () :> seq<KeyValuePair<string, torch.Tensor>>).GetEnumerator()
         member _.GetEnumerator() : IEnumerator =
-            (entries :> IEnumerable).GetEnumerator()
+            (live () :> IEnumerable).GetEnumerator()
 
 /// Functions over states.
 [<RequireQualifiedAccess>]
@@ -159,6 +181,11 @@ module State =
             if m.ContainsKey k then raise (ArgumentException(sprintf "Key '%s' appears twice." k, "pairs"))
             m <- m.Add(k, v)
         State m
+
+    /// A state from pairs whose keys are known to be valid and distinct (derived from a
+    /// state's keys): the per-step path builds these without validating each key again.
+    let internal ofValidPairs (pairs: seq<string * torch.Tensor>) : State =
+        State(Seq.fold (fun (m: Map<_, _>) (k, v) -> m.Add(k, v)) Map.empty pairs)
 
     /// Builds a state from an F# map, validating every key.
     let ofMap (map: Map<string, torch.Tensor>) : State = map |> Map.toSeq |> ofSeq

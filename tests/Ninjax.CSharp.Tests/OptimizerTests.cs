@@ -50,12 +50,12 @@ public class OptimizerTests
     private static readonly string[] Parameters = { "model/bias", "model/h1/b", "model/h1/w", "model/h2/b", "model/h2/w" };
 
     /// <summary>Trains the C# model for <paramref name="steps"/> steps from its initial state.</summary>
-    private static (State State, List<StepMetrics> Metrics) TrainCs(GradientTransform transform, int steps)
+    private static (State State, List<StepMetrics> Metrics) TrainCs(GradientTransform transform, int steps, bool donate = false)
     {
         var (x, y) = Data();
         var model = new CsOptModel(transform);
         var state = Nj.Init(model.Train)(States.Empty, x, y, seed: 1);
-        var train = Nj.Pure(model.Train);
+        var train = Nj.Pure(model.Train, donate: donate);
         var metrics = new List<StepMetrics>();
         for (var i = 0; i < steps; i++)
         {
@@ -155,6 +155,39 @@ public class OptimizerTests
             SameTensor(fsMetrics[i].GradNorm, csMetrics[i].GradNorm, $"{name}: gradient norm at step {i}");
             Assert.Equal(fsMetrics[i].LearningRate, csMetrics[i].LearningRate);
         }
+    }
+
+    [Theory]
+    [InlineData("adam")]
+    [InlineData("adamwTuned")]
+    [InlineData("sgdTuned")]
+    public void A_donating_loop_matches_the_plain_loop_bit_for_bit(string name)
+    {
+        var (plainState, plainMetrics) = TrainCs(Configuration(name).CSharp, steps: 6);
+        var (donatedState, donatedMetrics) = TrainCs(Configuration(name).CSharp, steps: 6, donate: true);
+        SameState(plainState, donatedState, name);
+        for (var i = 0; i < plainMetrics.Count; i++)
+        {
+            SameTensor(plainMetrics[i].Loss, donatedMetrics[i].Loss, $"{name}: loss at step {i}");
+            SameTensor(plainMetrics[i].GradNorm, donatedMetrics[i].GradNorm, $"{name}: gradient norm at step {i}");
+        }
+        Assert.False(donatedState.IsDonated);
+    }
+
+    [Fact]
+    public void A_donated_state_cannot_be_used_again()
+    {
+        var (x, y) = Data();
+        var model = new CsOptModel(Optimizers.Adam(1e-2));
+        var state = Nj.Init(model.Train)(States.Empty, x, y, seed: 1);
+        var train = Nj.Pure(model.Train, name: "train", donate: true);
+        var (next, _) = train(state, x, y);
+        Assert.True(state.IsDonated);
+        var error = Assert.Throws<InvalidOperationException>(() => train(state, x, y));
+        Assert.Contains("donated to train", error.Message);
+        Assert.Throws<InvalidOperationException>(() => state["model/h1/w"]);
+        var (_, metrics) = train(next, x, y);
+        Assert.True(float.IsFinite(metrics.Loss.item<float>()));
     }
 
     [Fact]

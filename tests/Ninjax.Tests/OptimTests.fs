@@ -42,16 +42,23 @@ let private runOurs (t: GradientTransformation) (parameters: (string * torch.Ten
     ps
 
 /// The parameters after our transformation's fused step (what the Optimizer module runs when a
-/// transformation has one) updated them for each gradient set.
-let private runFused (t: GradientTransformation) (parameters: (string * torch.Tensor) list) grads =
+/// transformation has one) updated them for each gradient set. With <paramref name="inPlace"/>
+/// the step may overwrite every tensor it is given (as in a donating call); the parameters start
+/// as copies, so the caller's tensors stay as they were.
+let private runFusedWith (inPlace: bool) (t: GradientTransformation) (parameters: (string * torch.Tensor) list) grads =
     let apply = t.Apply |> Option.defaultWith (fun () -> failtest "the transformation has no fused step")
-    let mutable ps = State.ofSeq parameters
+    let mutable ps = parameters |> List.map (fun (k, p: torch.Tensor) -> k, p.clone ()) |> State.ofSeq
     let mutable s = t.Init ps
     for step in grads do
-        let next, state = apply (State.ofSeq step) s ps
+        let next, state = apply (fun _ -> inPlace) (State.ofSeq step) s ps
+        if inPlace then
+            for KeyValue(k, p) in State.toMap ps do
+                Expect.isTrue (obj.ReferenceEquals(next.[k], p)) (sprintf "'%s' was updated in place" k)
         ps <- next
         s <- state
     ps
+
+let private runFused t parameters grads = runFusedWith false t parameters grads
 
 /// The largest relative difference over all parameters, each measured against its tensor's
 /// scale: max |ours - torch| / max |torch|. (Elementwise relative error is meaningless for
@@ -169,6 +176,7 @@ let tests =
                 if ours.Apply.IsSome then
                     crossCheckWith runFused (name + ", fused step") torch.float32 1e-6 ours theirs
                     crossCheckWith runFused (name + ", fused step") torch.float64 1e-13 ours theirs
+                    crossCheckWith (runFusedWith true) (name + ", fused step in place") torch.float32 1e-6 ours theirs
         ]
 
         testCase "the fused Adam step matches torch.optim where second moments are zero or subnormal (dead units)" <| fun () ->

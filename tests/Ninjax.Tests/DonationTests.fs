@@ -1,0 +1,149 @@
+module Ninjax.Tests.DonationTests
+
+open System
+open Expecto
+open TorchSharp
+open Ninjax
+open Ninjax.Tests.Helpers
+
+/// A model whose step keeps a running mean by replacing its entry (a functional write, as
+/// BatchNorm keeps its statistics) beside the optimizer's update of the parameters.
+type Tracker(name: string) as this =
+    inherit Module(name)
+    let opt = this.Sub("opt", fun () -> Optimizer(Optax.adamw 0.01))
+    let h = this.Sub("h", fun () -> Linear 4)
+
+    member this.Loss(x: torch.Tensor, y: torch.Tensor) = (h.Forward x - y).square().mean ()
+
+    /// One AdamW step; also moves the running mean of the targets' first row.
+    member this.Train(x: torch.Tensor, y: torch.Tensor) =
+        let mean = this.Get("mean", fun () -> torch.zeros 4L)
+        this.Put("mean", mean.mul(0.9.ToScalar()).add (y.[0L].mul (0.1.ToScalar()))) |> ignore
+        opt.Minimize(this.Loss, [ Target.Module h ], (x, y)).Loss
+
+    /// A step that returns the running mean as it was before the step replaced it.
+    member this.TrainReturningOldMean(x: torch.Tensor, y: torch.Tensor) =
+        let before = this.Get("mean", fun () -> torch.zeros 4L)
+        this.Train(x, y) |> ignore
+        before
+
+    /// A step that returns the weight it read before the optimizer updated it.
+    member this.TrainReturningWeight(x: torch.Tensor, y: torch.Tensor) =
+        let w = h.Get("w", fun () -> failwith "created at init")
+        this.Train(x, y) |> ignore
+        w
+
+    /// The prediction, changing nothing.
+    member this.Predict(x: torch.Tensor) = h.Forward x
+
+let private batch () =
+    torch.manual_seed 7L |> ignore
+    torch.randn (16L, 8L), torch.randn (16L, 4L)
+
+let private donating = Options.donating Options.defaults |> Options.named "train"
+
+/// A deep copy, so that two loops can start from equal states without sharing tensors.
+let private copy (s: State) = State.map (fun _ t -> t.clone ()) s
+
+[<Tests>]
+let tests =
+    testList "donation" [
+        testCase "a donating loop gives the same states and losses, bit for bit, as the plain loop" <| fun () ->
+            for name, train, start in
+                [
+                    let model = Tracker "model"
+                    let x, y = batch ()
+                    "AdamW and a replaced entry", (fun o -> Nj.purifyWith o model.Train), Nj.init 0L model.Train State.empty (x, y)
+                    let quick = ScenarioTests.MyModel(4, name = "model")
+                    "the Quickstart model (Adam)", (fun o -> Nj.purifyWith o quick.Train), Nj.init 0L quick.Train State.empty (x, y)
+                ] do
+                let x, y = batch ()
+                let plain = runSteps 12 (train Options.defaults) (copy start) (x, y)
+                let donated = runSteps 12 (train donating) (copy start) (x, y)
+                List.iteri2 (fun i (_, l1) (_, l2) -> expectIdentical l2 l1 (sprintf "%s: loss at step %d" name (i + 1))) plain donated
+                expectSameState (fst (List.last donated)) (fst (List.last plain)) (name + ": final state")
+                for s, _ in List.take 11 donated do
+                    Expect.isTrue s.IsDonated (name + ": every state but the last was handed on")
+                Expect.isFalse (fst (List.last donated)).IsDonated (name + ": the last state is the caller's")
+                for s, _ in plain do
+                    Expect.isFalse s.IsDonated (name + ": the plain loop donates nothing")
+
+        testCase "the optimizer writes into the donated tensors, and the replaced entry is freed" <| fun () ->
+            let model = Tracker "model"
+            let x, y = batch ()
+            let state = Nj.init 0L model.Train State.empty (x, y)
+            let w, mu, count, mean = state.["model/h/w"], state.["model/opt/mu/model/h/w"], state.["model/opt/count"], state.["model/mean"]
+            let before = w.clone ()
+            let next, _ = (Nj.purifyWith donating model.Train) state (x, y)
+            Expect.isTrue (obj.ReferenceEquals(next.["model/h/w"], w)) "the weight was updated in place"
+            Expect.isTrue (obj.ReferenceEquals(next.["model/opt/mu/model/h/w"], mu)) "the first moment was updated in place"
+            Expect.isTrue (obj.ReferenceEquals(next.["model/opt/count"], count)) "the step count was updated in place"
+            Expect.equal (count.item<int64> ()) 1L "the count advanced"
+            Expect.isFalse (identical w before) "the weight holds its new value"
+            Expect.isTrue mean.IsInvalid "the running mean's old tensor, replaced by a new one, was freed"
+            Expect.isFalse next.["model/mean"].IsInvalid "its new tensor lives"
+
+        testCase "a donated state cannot be used again, and the error names the call" <| fun () ->
+            let model = Tracker "model"
+            let x, y = batch ()
+            let state = Nj.init 0L model.Train State.empty (x, y)
+            let train = Nj.purifyWith donating model.Train
+            let next, _ = train state (x, y)
+            mentions (throwsWith<InvalidOperationException> (fun () -> train state (x, y) |> ignore)) [ "donated to train"; "Use the state the call returned" ]
+            mentions (throwsWith<InvalidOperationException> (fun () -> state.["model/h/w"] |> ignore)) [ "donated to train" ]
+            mentions (throwsWith<InvalidOperationException> (fun () -> State.keys state |> ignore)) [ "donated to train" ]
+            Expect.stringContains (string state) "donated to train" "ToString says so instead of raising"
+            let after, loss = train next (x, y)
+            Expect.isTrue (loss.item<float32> () |> Single.IsFinite) "the returned state trains on"
+            Expect.isFalse after.IsDonated "the newest state is usable"
+
+        testCase "a donating call that changes nothing leaves the state usable" <| fun () ->
+            let model = Tracker "model"
+            let x, y = batch ()
+            let state = Nj.init 0L model.Train State.empty (x, y)
+            let next, prediction = (Nj.purifyWith donating model.Predict) state x
+            Expect.isTrue (obj.ReferenceEquals(next, state)) "the same state comes back"
+            Expect.isFalse state.IsDonated "nothing was handed over"
+            Expect.equal prediction.shape [| 16L; 4L |] "the prediction"
+
+        testCase "an output that holds a replaced entry keeps it alive with its old value" <| fun () ->
+            let model = Tracker "model"
+            let x, y = batch ()
+            let state = Nj.init 0L model.Train State.empty (x, y)
+            let expected = state.["model/mean"].clone ()
+            let next, old = (Nj.purifyWith donating model.TrainReturningOldMean) state (x, y)
+            Expect.isFalse old.IsInvalid "not freed"
+            expectIdentical old expected "the value before the step"
+            Expect.isFalse (identical next.["model/mean"] expected) "the state holds the new mean"
+
+        testCase "an output that holds a tensor updated in place is an error naming the entry" <| fun () ->
+            let model = Tracker "model"
+            let x, y = batch ()
+            let state = Nj.init 0L model.Train State.empty (x, y)
+            let message = throwsWith<InvalidOperationException> (fun () -> (Nj.purifyWith donating model.TrainReturningWeight) state (x, y) |> ignore)
+            mentions message [ "train"; "model/h/w"; "updated in place"; "clone" ]
+            Expect.isTrue state.IsDonated "its tensors changed, so the old state cannot be used"
+            mentions (throwsWith<InvalidOperationException> (fun () -> state.["model/h/w"] |> ignore)) [ "failed after updating" ]
+
+        testCase "a tensor held under two keys is neither overwritten nor freed" <| fun () ->
+            let model = Tracker "model"
+            let x, y = batch ()
+            let initial = Nj.init 0L model.Train State.empty (x, y)
+            let w = initial.["model/h/w"]
+            let before = w.clone ()
+            let state = initial |> State.add "snapshot/w" w
+            let next, _ = (Nj.purifyWith donating model.Train) state (x, y)
+            Expect.isFalse (obj.ReferenceEquals(next.["model/h/w"], w)) "the weight got a new tensor"
+            Expect.isTrue (obj.ReferenceEquals(next.["snapshot/w"], w)) "the other key keeps its tensor"
+            Expect.isFalse w.IsInvalid "which is not freed"
+            expectIdentical w before "and not changed"
+
+        testCase "only a top-level call can donate" <| fun () ->
+            let model = Tracker "model"
+            let x, y = batch ()
+            let state = Nj.init 0L model.Train State.empty (x, y)
+            let inner = Nj.purifyWith (donating |> Options.nested |> Options.named "inner") model.Train
+            let outer = Nj.purifyWith (Options.named "outer" Options.defaults) (fun () -> inner (Nj.state ()) (x, y) |> ignore)
+            mentions (throwsWith<InvalidOperationException> (fun () -> outer state () |> ignore)) [ "inner"; "outer"; "top-level" ]
+            Expect.isFalse state.IsDonated "the caller's state is untouched"
+    ]
