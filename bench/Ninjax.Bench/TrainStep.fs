@@ -13,6 +13,17 @@ open BenchmarkDotNet.Attributes
 open TorchSharp
 open Ninjax
 
+/// The obvious loop: a purified step called on the state the previous call returned. Each step
+/// reads the loss and the correct count, as the TorchSharp step does.
+type private Loop(step: State -> torch.Tensor * torch.Tensor -> State * Digits.Models.StepMetrics, start: State) =
+    let mutable state = start
+
+    member _.Step(x: torch.Tensor, y: torch.Tensor) =
+        let next, metrics = step state (x, y)
+        state <- next
+        metrics.Correct.item<int64> () |> ignore
+        metrics.Loss.item<float32> ()
+
 [<MemoryDiagnoser>]
 type TrainStepBenchmarks() =
     let mutable x: torch.Tensor = null
@@ -21,10 +32,8 @@ type TrainStepBenchmarks() =
     let mutable net: torch.nn.Module<torch.Tensor, torch.Tensor> = null
     let mutable adam: torch.optim.Optimizer = null
     // Ninjax: the digits MLP with its own Adam, purified once and called in the obvious loop.
-    let mutable state = State.empty
-    let mutable step: State -> torch.Tensor * torch.Tensor -> State * Digits.Models.StepMetrics = fun s _ -> s, Unchecked.defaultof<_>
-    let mutable donatedState = State.empty
-    let mutable donatedStep = step
+    let mutable plain: Loop = Unchecked.defaultof<_>
+    let mutable donated: Loop = Unchecked.defaultof<_>
 
     /// Images per step.
     [<Params(8, 128)>]
@@ -59,10 +68,8 @@ type TrainStepBenchmarks() =
                     |> replace (sprintf "model/dense%d/w" i) (layers.[2 * i].detach().t().contiguous().clone ())
                     |> replace (sprintf "model/dense%d/b" i) (layers.[2 * i + 1].detach().clone ()))
                 (Nj.init 0L model.Train State.empty (x, y))
-        state <- start
-        donatedState <- State.map (fun _ t -> t.clone ()) start
-        step <- Nj.purify model.Train
-        donatedStep <- Nj.purifyWith (Options.donating Options.defaults) model.Train
+        plain <- Loop(Nj.purify model.Train, start)
+        donated <- Loop(Nj.purifyWith (Options.donating Options.defaults) model.Train, State.map (fun _ t -> t.clone ()) start)
 
     [<Benchmark(Baseline = true, Description = "TorchSharp")>]
     member _.TorchSharpStep() =
@@ -77,15 +84,7 @@ type TrainStepBenchmarks() =
         loss.item<float32> ()
 
     [<Benchmark(Description = "Ninjax, donated")>]
-    member _.NinjaxDonatedStep() =
-        let next, metrics = donatedStep donatedState (x, y)
-        donatedState <- next
-        metrics.Correct.item<int64> () |> ignore
-        metrics.Loss.item<float32> ()
+    member _.NinjaxDonatedStep() = donated.Step(x, y)
 
     [<Benchmark(Description = "Ninjax")>]
-    member _.NinjaxStep() =
-        let next, metrics = step state (x, y)
-        state <- next
-        metrics.Correct.item<int64> () |> ignore
-        metrics.Loss.item<float32> ()
+    member _.NinjaxStep() = plain.Step(x, y)

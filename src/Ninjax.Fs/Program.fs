@@ -252,6 +252,9 @@ module Prog =
                 let world = { world with Modified = world.Modified.Add key }
                 if env.Flags.Ignore then struct (value, world)
                 elif not env.Flags.Modify then raise (Errors.cannotModify env key old value)
+                // Writing back the tensor the entry already holds (an update made in place) leaves the
+                // state as it is: no path copy of the map.
+                elif obj.ReferenceEquals(old, value) then struct (value, world)
                 elif old.dtype <> value.dtype || not (Shape.same old value) then raise (Errors.mismatch key old value)
                 else struct (value, { world with State = State(world.State.Entries.Add(key, value)) })
             | None ->

@@ -289,15 +289,26 @@ module Purify =
                 let walked = Survivors.collect (box output) fromOutput
                 for t in fromOutput do
                     if scope.Contains t then scope.MoveToOuter t |> ignore
-                for key in Seq.append world.Created world.Modified do
-                    match world.State.Entries.TryFind key with
-                    | Some v when scope.Contains v -> scope.MoveToOuter v |> ignore
-                    | _ -> ()
-                if not (isNull donation) then
-                    finishDonation opts.Name donation world fromOutput
-                    // The output may hold the donated state itself (Prog.state before any write).
-                    if not (obj.ReferenceEquals(world.State, state)) && not (walked.Contains state) then
-                        state.Donate opts.Name
+                if scope.DisposablesCount > 0 then
+                    for key in Seq.append world.Created world.Modified do
+                        match world.State.Entries.TryFind key with
+                        | Some v when scope.Contains v -> scope.MoveToOuter v |> ignore
+                        | _ -> ()
+                let world =
+                    if isNull donation then world
+                    else
+                        finishDonation opts.Name donation world fromOutput
+                        // Updates made in place leave the map as it was; the caller still gets a
+                        // new State, so that the donated one can be marked.
+                        let world =
+                            if obj.ReferenceEquals(world.State, state) && donation.Overwritten.Count > 0 then { world with State = State(world.State.Entries) }
+                            else world
+                        // Nothing to hand over when the call changed nothing, when the output holds
+                        // the donated state itself (Prog.state before any write), or when it is
+                        // empty (the shared State.empty must stay usable).
+                        if not (obj.ReferenceEquals(world.State, state)) && not (walked.Contains state) && state.Count > 0 then
+                            state.Donate opts.Name
+                        world
                 if not (isNull outer) then
                     let w = outer.World
                     outer.World <-

@@ -64,6 +64,8 @@ let tests =
                 expectSameState (fst (List.last donated)) (fst (List.last plain)) (name + ": final state")
                 for s, _ in List.take 11 donated do
                     Expect.isTrue s.IsDonated (name + ": every state but the last was handed on")
+                let states = donated |> List.map fst
+                Expect.equal (Collections.Generic.HashSet<State>(states, HashIdentity.Reference).Count) 12 (name + ": each step returned a new State")
                 Expect.isFalse (fst (List.last donated)).IsDonated (name + ": the last state is the caller's")
                 for s, _ in plain do
                     Expect.isFalse s.IsDonated (name + ": the plain loop donates nothing")
@@ -105,6 +107,14 @@ let tests =
             Expect.isTrue (obj.ReferenceEquals(next, state)) "the same state comes back"
             Expect.isFalse state.IsDonated "nothing was handed over"
             Expect.equal prediction.shape [| 16L; 4L |] "the prediction"
+
+        testCase "donating the empty state leaves State.empty usable" <| fun () ->
+            let model = Tracker "model"
+            let x, y = batch ()
+            let created, _ = (Nj.purifyWith (donating |> Options.withSeed 0L |> Options.withCreate true) model.Train) State.empty (x, y)
+            Expect.isFalse State.empty.IsDonated "the shared empty state was not handed over"
+            Expect.equal (State.count State.empty) 0 "and is still empty"
+            Expect.isTrue (State.containsKey "model/h/w" created) "the call created its entries"
 
         testCase "an output that holds a replaced entry keeps it alive with its old value" <| fun () ->
             let model = Tracker "model"
