@@ -53,6 +53,11 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
     // The transformation's state keys for each set of parameter keys (strings only, never tensors).
     let stateKeys = ConcurrentDictionary<int64, string[]>()
 
+    // The fingerprint entry last found to match, and its value: the entry is written once, at
+    // init, so later steps that see the same tensor need not read it again. Weak, so that the
+    // optimizer object never keeps a state's tensor alive.
+    let mutable verified: struct (WeakReference<torch.Tensor> * int64) = struct (WeakReference<torch.Tensor>(null), 0L)
+
     /// Errors about the transformation's state name keys relative to this optimizer; say which.
     let located (path: string) (e: exn) : exn =
         let message = sprintf "In optimizer '%s' (its state keys are relative to that path): %s" path e.Message
@@ -104,10 +109,20 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
             if isNull fresh then fresh <- transform.Init parameters
             fresh
         let keys = stateKeys.GetOrAdd(fingerprint, fun _ -> initial () |> State.keys |> Array.ofList)
-        let matches = this.Get(Fingerprint.Key, fun () -> torch.tensor fingerprint).item<int64> () = fingerprint
+        let stored = this.Get(Fingerprint.Key, fun () -> torch.tensor fingerprint)
+        let matches =
+            let struct (last, value) = verified
+            match last.TryGetTarget() with
+            | true, t when obj.ReferenceEquals(t, stored) && value = fingerprint -> true
+            | _ ->
+                let ok = stored.ToInt64() = fingerprint
+                if ok then verified <- struct (WeakReference<torch.Tensor>(stored), fingerprint)
+                ok
         let state =
             if matches then
-                keys |> Array.map (fun k -> k, this.Get(k, fun () -> (initial ()).[k])) |> State.ofValidPairs
+                let prefix = this.Path + "/"
+                let values = Ambient.exec (Prog.getMany (keys |> Array.map (fun k -> prefix + k)) (fun i -> (initial ()).[keys.[i]]))
+                Array.zip keys values |> State.ofValidPairs
             else
                 // The targets changed: read everything the optimizer holds so the transformation
                 // can say exactly which keys differ.
@@ -150,7 +165,7 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
             next
             |> State.toSeq
             |> Seq.tryFind (fun (k, _) -> k = Optax.LearningRateKey || k.EndsWith("/" + Optax.LearningRateKey, StringComparison.Ordinal))
-            |> Option.map (fun (_, lr) -> lr.item<double> ())
+            |> Option.map (fun (_, lr) -> lr.ToDouble())
         updated, learningRate
 
     member private this.Step(loss: torch.Tensor, parameters: State, grads: State) : OptimizerMetrics =

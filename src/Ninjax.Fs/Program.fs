@@ -22,10 +22,12 @@ type Flags =
 /// tensors it may overwrite in place, and which it did. One exists per donating call.
 [<Sealed; AllowNullLiteral>]
 type Donation internal (input: State) =
-    // How many keys of the donated state hold each tensor object, counted on first use (one pass
-    // over the state): a tensor held under two keys must not be overwritten for one of them.
-    let mutable holders: Dictionary<torch.Tensor, int> = null
-    let overwritten = HashSet<torch.Tensor>(HashIdentity.Reference)
+    // How many keys of the donated state hold each tensor, counted on first use (one pass over the
+    // state): a tensor held under two keys must not be overwritten for one of them. Tensors are
+    // told apart by their native handle, which no two live Tensor objects share; hashing the
+    // objects themselves is slower.
+    let mutable holders: Dictionary<nativeint, int> = null
+    let overwritten = HashSet<nativeint>()
 
     /// The state the caller donated.
     member internal _.Input = input
@@ -33,24 +35,31 @@ type Donation internal (input: State) =
     /// How many keys of the donated state hold this tensor object (0 for tensors it never held).
     member internal _.Holders(tensor: torch.Tensor) : int =
         if isNull holders then
-            holders <- Dictionary<torch.Tensor, int>(HashIdentity.Reference)
+            holders <- Dictionary<nativeint, int>(input.Count)
             for kv in input.Entries do
-                match holders.TryGetValue kv.Value with
-                | true, n -> holders.[kv.Value] <- n + 1
-                | _ -> holders.[kv.Value] <- 1
-        match holders.TryGetValue tensor with
-        | true, n -> n
-        | _ -> 0
+                if not kv.Value.IsInvalid then
+                    let h = kv.Value.Handle
+                    match holders.TryGetValue h with
+                    | true, n -> holders.[h] <- n + 1
+                    | _ -> holders.[h] <- 1
+        if tensor.IsInvalid then 0
+        else
+            match holders.TryGetValue tensor.Handle with
+            | true, n -> n
+            | _ -> 0
 
     /// True when the tensor is the donated state's, under exactly one key: the call may write the
     /// entry's next value into it instead of into a new tensor.
     member internal this.MayOverwrite(tensor: torch.Tensor) : bool = this.Holders tensor = 1
 
     /// Records a tensor the call overwrote in place.
-    member internal _.Overwrote(tensor: torch.Tensor) : unit = overwritten.Add tensor |> ignore
+    member internal _.Overwrote(tensor: torch.Tensor) : unit = overwritten.Add tensor.Handle |> ignore
 
-    /// The tensors the call overwrote in place.
-    member internal _.Overwritten: HashSet<torch.Tensor> = overwritten
+    /// True when the call overwrote this tensor in place.
+    member internal _.WasOverwritten(tensor: torch.Tensor) : bool = not tensor.IsInvalid && overwritten.Contains tensor.Handle
+
+    /// How many tensors the call overwrote in place.
+    member internal _.OverwrittenCount: int = overwritten.Count
 
 /// What a program reads but never changes while one purified call runs.
 type Env =
@@ -241,6 +250,19 @@ module Prog =
                                     State = State(w1.State.Entries.Add(key, value))
                                     Created = w1.Created.Add key
                                     Read = w1.Read.Add key }))
+
+    /// Reads entries under absolute keys that are known to be well formed, creating a missing one
+    /// from <paramref name="make"/> (given its index) as getKey does: the optimizer's many entries
+    /// in one step of the interpreter.
+    let getMany (keys: string[]) (make: int -> torch.Tensor) : Nj<torch.Tensor[]> =
+        Nj(fun env world ->
+            let values = Array.zeroCreate keys.Length
+            let mutable w = world
+            for i in 0 .. keys.Length - 1 do
+                let struct (v, w1) = runIn env w (getKey keys.[i] (Some(Nj(fun _ w -> struct (make i, w)))))
+                values.[i] <- v
+                w <- w1
+            struct (values, w))
 
     /// Writes the entry under an absolute key, subject to the flags.
     let putKey (key: string) (value: torch.Tensor) : Nj<torch.Tensor> =

@@ -225,33 +225,35 @@ module Purify =
     /// from the one after), then the replaced entries of the donated state freed, unless the
     /// output, the new state or another key of the donated state still holds them.
     let private finishDonation (name: string) (donation: Donation) (world: World) (fromOutput: ResizeArray<torch.Tensor>) =
-        let input = donation.Input.Entries
-        let touched = Dictionary<torch.Tensor, string>(HashIdentity.Reference)
-        for key in Seq.append world.Created world.Modified do
-            match world.State.Entries.TryFind key with
-            | Some v ->
-                match touched.TryGetValue v with
-                | true, other when donation.Overwritten.Contains v ->
-                    raise (
-                        InvalidOperationException(
-                            sprintf "%s wrote the tensor of state entry '%s' under '%s' too, and updated it in place because its state was donated (Options.donate): the two keys would share one tensor. Write a copy (tensor.clone()), or purify without donation." name other key
-                        )
-                    )
-                | true, _ -> ()
-                | _ -> touched.[v] <- key
-            | None -> ()
-        let outputs = HashSet<torch.Tensor>(fromOutput, HashIdentity.Reference)
-        for t in donation.Overwritten do
-            if outputs.Contains t then
-                let key = match touched.TryGetValue t with | true, k -> k | _ -> "?"
+        let now = world.State.Entries
+        // Only for error messages: the first key other than `except` that holds the tensor.
+        let keyOf (t: torch.Tensor) (except: string) =
+            now
+            |> Seq.tryFind (fun kv -> obj.ReferenceEquals(kv.Value, t) && kv.Key <> except)
+            |> Option.map (fun kv -> kv.Key)
+            |> Option.defaultValue "?"
+        for t in fromOutput do
+            if donation.WasOverwritten t then
                 raise (
                     InvalidOperationException(
-                        sprintf "%s returns the tensor of state entry '%s', which it updated in place because its state was donated (Options.donate): the output cannot tell the value before the update from the one after. Return a copy (tensor.clone()), or purify without donation." name key
+                        sprintf "%s returns the tensor of state entry '%s', which it updated in place because its state was donated (Options.donate): the output cannot tell the value before the update from the one after. Return a copy (tensor.clone()), or purify without donation." name (keyOf t "")
                     )
                 )
+        // The new values of the keys the call wrote; an overwritten tensor must be one key's only.
+        let written = HashSet<nativeint>(world.Created.Count + world.Modified.Count)
+        for key in Seq.append world.Created world.Modified do
+            match now.TryFind key with
+            | Some v when not v.IsInvalid && not (written.Add v.Handle) && donation.WasOverwritten v ->
+                raise (
+                    InvalidOperationException(
+                        sprintf "%s wrote the tensor of state entry '%s' under '%s' too, and updated it in place because its state was donated (Options.donate): the two keys would share one tensor. Write a copy (tensor.clone()), or purify without donation." name (keyOf v key) key
+                    )
+                )
+            | _ -> ()
+        let input = donation.Input.Entries
         for key in world.Modified do
             match input.TryFind key with
-            | Some old when not (touched.ContainsKey old) && not (outputs.Contains old) && donation.Holders old = 1 -> old.Dispose()
+            | Some old when not old.IsInvalid && not (written.Contains old.Handle) && not (fromOutput.Exists(fun t -> obj.ReferenceEquals(t, old))) && donation.Holders old = 1 -> old.Dispose()
             | _ -> ()
 
     /// Runs a program on a state and returns the outcome. The input state is never changed,
@@ -290,8 +292,12 @@ module Purify =
                 for t in fromOutput do
                     if scope.Contains t then scope.MoveToOuter t |> ignore
                 if scope.DisposablesCount > 0 then
+                    let before = state.Entries
                     for key in Seq.append world.Created world.Modified do
                         match world.State.Entries.TryFind key with
+                        // A tensor the key held before the call (written back, or updated in place)
+                        // was not made in it: no need to ask the scope.
+                        | Some v when (match before.TryFind key with Some old -> obj.ReferenceEquals(old, v) | None -> false) -> ()
                         | Some v when scope.Contains v -> scope.MoveToOuter v |> ignore
                         | _ -> ()
                 let world =
@@ -301,7 +307,7 @@ module Purify =
                         // Updates made in place leave the map as it was; the caller still gets a
                         // new State, so that the donated one can be marked.
                         let world =
-                            if obj.ReferenceEquals(world.State, state) && donation.Overwritten.Count > 0 then { world with State = State(world.State.Entries) }
+                            if obj.ReferenceEquals(world.State, state) && donation.OverwrittenCount > 0 then { world with State = State(world.State.Entries) }
                             else world
                         // Nothing to hand over when the call changed nothing, when the output holds
                         // the donated state itself (Prog.state before any write), or when it is
@@ -317,9 +323,9 @@ module Purify =
                             Modified = Set.union w.Modified world.Modified
                             Created = Set.union w.Created world.Created }
                 { State = world.State; Output = output; Read = world.Read; Modified = world.Modified; Created = world.Created }
-            with _ when not (isNull donation) && donation.Overwritten.Count > 0 ->
+            with _ when not (isNull donation) && donation.OverwrittenCount > 0 ->
                 // Some of the donated tensors hold new values now: the old state is gone.
-                state.Donate(opts.Name + ", which failed after updating some of its tensors in place,")
+                state.Donate(opts.Name + ", which failed after updating some of its tensors in place")
                 reraise ()
         finally
             scope.Dispose()

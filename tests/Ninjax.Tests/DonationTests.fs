@@ -33,6 +33,12 @@ type Tracker(name: string) as this =
         this.Train(x, y) |> ignore
         w
 
+    /// A step that also keeps the weight it read under a second key.
+    member this.TrainKeepingWeight(x: torch.Tensor, y: torch.Tensor) =
+        let w = h.Get("w", fun () -> failwith "created at init")
+        this.Put("copy", w) |> ignore
+        this.Train(x, y)
+
     /// The prediction, changing nothing.
     member this.Predict(x: torch.Tensor) = h.Forward x
 
@@ -134,6 +140,13 @@ let tests =
             mentions message [ "train"; "model/h/w"; "updated in place"; "clone" ]
             Expect.isTrue state.IsDonated "its tensors changed, so the old state cannot be used"
             mentions (throwsWith<InvalidOperationException> (fun () -> state.["model/h/w"] |> ignore)) [ "failed after updating" ]
+
+        testCase "writing a tensor that is then updated in place under a second key is an error naming both" <| fun () ->
+            let model = Tracker "model"
+            let x, y = batch ()
+            let state = Nj.init 0L model.Train State.empty (x, y)
+            let train = Nj.purifyWith (donating |> Options.withCreate true) model.TrainKeepingWeight
+            mentions (throwsWith<InvalidOperationException> (fun () -> train state (x, y) |> ignore)) [ "model/h/w"; "model/copy"; "share one tensor" ]
 
         testCase "a tensor held under two keys is neither overwritten nor freed" <| fun () ->
             let model = Tracker "model"
