@@ -36,10 +36,33 @@ let private median (xs: float list) =
 
 /// How many times the training-step benchmarks run, alternating their order.
 [<Literal>]
-let Rounds = 4
+let Rounds = 8
 
-[<EntryPoint>]
-let main argv =
+/// A diagnostic beside the benchmarks (`-- --interleaved`): the same three training steps, taken
+/// in turn one step at a time and each timed alone, so that every step of one kind has steps of
+/// the others right beside it in time. Prints each step's 25th percentile and median, and the
+/// ratios of the medians. Not a BenchmarkDotNet run: use it to see a difference of a few percent
+/// that drift between BenchmarkDotNet's cases hides.
+let private interleaved (steps: int) =
+    for batch in [ 8; 128 ] do
+        let bench = TrainStep.TrainStepBenchmarks(BatchSize = batch)
+        bench.Setup()
+        let kinds: (string * (unit -> float32))[] =
+            [| "TorchSharp", bench.TorchSharpStep; "Ninjax, donated", bench.NinjaxDonatedStep; "Ninjax", bench.NinjaxStep |]
+        let times = kinds |> Array.map (fun _ -> ResizeArray<float>())
+        let clock = Diagnostics.Stopwatch()
+        for i in 1..steps do
+            for k in 0 .. kinds.Length - 1 do
+                clock.Restart()
+                snd kinds.[k] () |> ignore
+                if i > steps / 10 then times.[k].Add clock.Elapsed.TotalMicroseconds
+        let at (q: float) (xs: ResizeArray<float>) = (Seq.sort xs |> Array.ofSeq).[int (q * float (xs.Count - 1))]
+        let baseline = at 0.5 times.[0]
+        for k in 0 .. kinds.Length - 1 do
+            printfn "batch %3d  %-16s p25 %8.1f us  median %8.1f us  median ratio %.3f" batch (fst kinds.[k]) (at 0.25 times.[k]) (at 0.5 times.[k]) (at 0.5 times.[k] / baseline)
+
+/// The BenchmarkDotNet runs and the ratio lines the README quotes.
+let private benchmarks (argv: string[]) =
     // In-process: no generated project to build, and the Paket-restored packages are used as is.
     // Many short iterations (100 ms) rather than a few long ones: BenchmarkDotNet measures one
     // case after another, so on this shared machine the cases it compares should lie close
@@ -48,8 +71,8 @@ let main argv =
         Job.ShortRun
             .WithToolchain(InProcessEmitToolchain.Instance)
             .WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds 100.0)
-            .WithWarmupCount(5)
-            .WithIterationCount(30)
+            .WithWarmupCount(3)
+            .WithIterationCount(15)
     let config (reverse: bool) =
         ManualConfig.Create(DefaultConfig.Instance).AddJob(job).WithOptions(ConfigOptions.DisableOptimizationsValidator).WithOrderer(Alternating reverse)
     // The machine's speed drifts by more than the 5% the targets ask about between cases run a
@@ -71,8 +94,16 @@ let main argv =
     // The digits trainer's step (donating its state) is the one the targets are about.
     let donated128 = show "bs128" "NinjaxDonatedStep" 128
     let donated8 = show "bs8" "NinjaxDonatedStep" 8
+    printfn ""
+    printfn "The same steps taken in turn, one at a time (a diagnostic, not BenchmarkDotNet):"
+    interleaved 1500
+    printfn ""
     printfn "overhead ratio bs128, without donation: %.2f" plain128
     printfn "overhead ratio bs8, without donation: %.2f" plain8
     printfn "overhead ratio bs128: %.2f" donated128
     printfn "overhead ratio bs8: %.2f" donated8
+
+[<EntryPoint>]
+let main argv =
+    if Array.contains "--interleaved" argv then interleaved 3000 else benchmarks argv
     0
