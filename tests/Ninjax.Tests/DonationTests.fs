@@ -76,6 +76,23 @@ let tests =
                 for s, _ in plain do
                     Expect.isFalse s.IsDonated (name + ": the plain loop donates nothing")
 
+        testCase "a wrapped TorchSharp module with BatchNorm trains the same donating, with its replaced entries freed" <| fun () ->
+            // The wrapped module computes with the state's tensors; donation frees the parameters
+            // and running statistics each step replaces, which the module must not hold on to.
+            let model = TorchModuleTests.Regressor()
+            torch.manual_seed 3L |> ignore
+            let x, y = torch.randn (32L, 3L), torch.randn (32L, 1L)
+            let start = Nj.init 0L model.Train State.empty (x, y)
+            let plain = runSteps 10 (Nj.purify model.Train) (copy start) (x, y)
+            let donatedStart = copy start
+            let weight, mean = donatedStart.["model/enc/0/weight"], donatedStart.["model/enc/1/running_mean"]
+            let donated = runSteps 10 (Nj.purifyWith donating model.Train) donatedStart (x, y)
+            Expect.isTrue (weight.IsInvalid && mean.IsInvalid) "the first step freed the weight and statistic it replaced"
+            List.iteri2 (fun i (_, l1) (_, l2) -> expectIdentical l2 l1 (sprintf "loss at step %d" (i + 1))) plain donated
+            expectSameState (fst (List.last donated)) (fst (List.last plain)) "final state"
+            let stats = State.keys start |> List.filter (fun k -> k.Contains "running_mean")
+            Expect.isNonEmpty stats "the model keeps BatchNorm statistics"
+
         testCase "the optimizer writes into the donated tensors, and the replaced entry is freed" <| fun () ->
             let model = Tracker "model"
             let x, y = batch ()
