@@ -50,8 +50,9 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
     // Targets that would include the optimizer's own state, rewritten once per target key.
     let excluding = ConcurrentDictionary<string, Target>()
 
-    // The transformation's state keys for each set of parameter keys (strings only, never tensors).
-    let stateKeys = ConcurrentDictionary<int64, string[]>()
+    // The transformation's state keys for each set of parameter keys, relative to the optimizer
+    // and absolute (strings only, never tensors), so that a step concatenates none of them.
+    let stateKeys = ConcurrentDictionary<int64, struct (string[] * string[])>()
 
     // The fingerprint entry last found to match, and its value: the entry is written once, at
     // init, so later steps that see the same tensor need not read it again. Weak, so that the
@@ -108,7 +109,14 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
         let initial () =
             if isNull fresh then fresh <- transform.Init parameters
             fresh
-        let keys = stateKeys.GetOrAdd(fingerprint, fun _ -> initial () |> State.keys |> Array.ofList)
+        let prefix = this.Path + "/"
+        let struct (keys, absoluteKeys) =
+            stateKeys.GetOrAdd(
+                fingerprint,
+                fun _ ->
+                    let keys = initial () |> State.keys |> Array.ofList
+                    struct (keys, keys |> Array.map (fun k -> prefix + k))
+            )
         let stored = this.Get(Fingerprint.Key, fun () -> torch.tensor fingerprint)
         let matches =
             let struct (last, value) = verified
@@ -120,8 +128,7 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
                 ok
         let state =
             if matches then
-                let prefix = this.Path + "/"
-                let values = Ambient.exec (Prog.getMany (keys |> Array.map (fun k -> prefix + k)) (fun i -> (initial ()).[keys.[i]]))
+                let values = Ambient.exec (Prog.getMany absoluteKeys (fun i -> (initial ()).[keys.[i]]))
                 Array.zip keys values |> State.ofValidPairs
             else
                 // The targets changed: read everything the optimizer holds so the transformation
@@ -159,7 +166,6 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
                 | Some old when obj.ReferenceEquals(t, old) -> donation.Overwrote t
                 | _ -> ()
         Ambient.exec (Prog.putMany (State.toSeq updated))
-        let prefix = this.Path + "/"
         this.PutM(next |> State.toSeq |> Seq.map (fun (k, v) -> prefix + k, v) |> State.ofValidPairs)
         let learningRate =
             next

@@ -222,9 +222,11 @@ module Purify =
 
     /// What a donating call does when it returns: the checks that its output and new state do
     /// not hold a tensor it overwrote in place (they could not tell the value before the update
-    /// from the one after), then the replaced entries of the donated state freed, unless the
-    /// output, the new state or another key of the donated state still holds them.
-    let private finishDonation (name: string) (donation: Donation) (world: World) (fromOutput: ResizeArray<torch.Tensor>) =
+    /// from the one after); the replaced entries of the donated state freed, unless the output,
+    /// the new state or another key of the donated state still holds them; and the donated state
+    /// marked. Returns the world with the state the caller gets.
+    let private finishDonation (name: string) (donation: Donation) (world: World) (fromOutput: ResizeArray<torch.Tensor>) (walked: HashSet<obj>) : World =
+        let donated = donation.Input
         let now = world.State.Entries
         // Only for error messages: the first key other than `except` that holds the tensor.
         let keyOf (t: torch.Tensor) (except: string) =
@@ -250,11 +252,22 @@ module Purify =
                     )
                 )
             | _ -> ()
-        let input = donation.Input.Entries
+        let input = donated.Entries
         for key in world.Modified do
             match input.TryFind key with
             | Some old when not old.IsInvalid && not (written.Contains old.Handle) && not (fromOutput.Exists(fun t -> obj.ReferenceEquals(t, old))) && donation.Holders old = 1 -> old.Dispose()
             | _ -> ()
+        // Updates made in place leave the map as it was; the caller still gets a new State, so
+        // that the donated one can be marked.
+        let world =
+            if obj.ReferenceEquals(world.State, donated) && donation.OverwrittenCount > 0 then { world with State = State(now) }
+            else world
+        // Nothing to hand over when the call changed nothing, when the output holds the donated
+        // state itself (Prog.state before any write), or when it is empty (the shared State.empty
+        // must stay usable).
+        if not (obj.ReferenceEquals(world.State, donated)) && not (walked.Contains donated) && donated.Count > 0 then
+            donated.Donate name
+        world
 
     /// Runs a program on a state and returns the outcome. The input state is never changed,
     /// unless the options donate it. Tensors the program creates are freed when it returns,
@@ -300,21 +313,7 @@ module Purify =
                         | Some v when (match before.TryFind key with Some old -> obj.ReferenceEquals(old, v) | None -> false) -> ()
                         | Some v when scope.Contains v -> scope.MoveToOuter v |> ignore
                         | _ -> ()
-                let world =
-                    if isNull donation then world
-                    else
-                        finishDonation opts.Name donation world fromOutput
-                        // Updates made in place leave the map as it was; the caller still gets a
-                        // new State, so that the donated one can be marked.
-                        let world =
-                            if obj.ReferenceEquals(world.State, state) && donation.OverwrittenCount > 0 then { world with State = State(world.State.Entries) }
-                            else world
-                        // Nothing to hand over when the call changed nothing, when the output holds
-                        // the donated state itself (Prog.state before any write), or when it is
-                        // empty (the shared State.empty must stay usable).
-                        if not (obj.ReferenceEquals(world.State, state)) && not (walked.Contains state) && state.Count > 0 then
-                            state.Donate opts.Name
-                        world
+                let world = if isNull donation then world else finishDonation opts.Name donation world fromOutput walked
                 if not (isNull outer) then
                     let w = outer.World
                     outer.World <-

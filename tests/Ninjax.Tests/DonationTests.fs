@@ -48,8 +48,6 @@ let private batch () =
 
 let private donating = Options.donating Options.defaults |> Options.named "train"
 
-/// A deep copy, so that two loops can start from equal states without sharing tensors.
-let private copy (s: State) = State.map (fun _ t -> t.clone ()) s
 
 [<Tests>]
 let tests =
@@ -64,8 +62,8 @@ let tests =
                     "the Quickstart model (Adam)", (fun o -> Nj.purifyWith o quick.Train), Nj.init 0L quick.Train State.empty (x, y)
                 ] do
                 let x, y = batch ()
-                let plain = runSteps 12 (train Options.defaults) (copy start) (x, y)
-                let donated = runSteps 12 (train donating) (copy start) (x, y)
+                let plain = runSteps 12 (train Options.defaults) (copyState start) (x, y)
+                let donated = runSteps 12 (train donating) (copyState start) (x, y)
                 List.iteri2 (fun i (_, l1) (_, l2) -> expectIdentical l2 l1 (sprintf "%s: loss at step %d" name (i + 1))) plain donated
                 expectSameState (fst (List.last donated)) (fst (List.last plain)) (name + ": final state")
                 for s, _ in List.take 11 donated do
@@ -83,8 +81,8 @@ let tests =
             torch.manual_seed 3L |> ignore
             let x, y = torch.randn (32L, 3L), torch.randn (32L, 1L)
             let start = Nj.init 0L model.Train State.empty (x, y)
-            let plain = runSteps 10 (Nj.purify model.Train) (copy start) (x, y)
-            let donatedStart = copy start
+            let plain = runSteps 10 (Nj.purify model.Train) (copyState start) (x, y)
+            let donatedStart = copyState start
             let weight, mean = donatedStart.["model/enc/0/weight"], donatedStart.["model/enc/1/running_mean"]
             let donated = runSteps 10 (Nj.purifyWith donating model.Train) donatedStart (x, y)
             Expect.isTrue (weight.IsInvalid && mean.IsInvalid) "the first step freed the weight and statistic it replaced"

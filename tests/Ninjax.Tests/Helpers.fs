@@ -61,3 +61,7 @@ let runSteps (n: int) (f: State -> 'A -> State * 'B) (state: State) (arg: 'A) : 
     List.scan (fun (s, _) _ -> let s1, out = f s arg in s1, Some out) (state, None) [ 1..n ]
     |> List.tail
     |> List.map (fun (s, out) -> s, out.Value)
+
+/// A deep copy of a state: every tensor cloned, so two runs can start from equal states without
+/// sharing (or donating) each other's tensors.
+let copyState (s: State) : State = State.map (fun _ t -> t.clone ()) s

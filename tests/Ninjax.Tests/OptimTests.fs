@@ -320,8 +320,7 @@ let tests =
                 let t = Optax.chain [ Optax.clipByGlobalNorm 0.1; Optax.rmspropWith { RmsPropOptions.Default with Momentum = 0.9; Centered = true; WeightDecay = 0.1 } ]
                 let s0 = t.Init ps
                 let s1 = snd (t.Update grads s0 ps)
-                let snapshot (s: State) = s |> State.map (fun _ v -> v.clone ())
-                let before = [ snapshot ps; snapshot grads; snapshot s1 ]
+                let before = [ copyState ps; copyState grads; copyState s1 ]
                 let u, s2 = t.Update grads s1 ps
                 Optax.applyUpdates ps u |> ignore
                 List.iter2 (fun (a: State) b -> expectSameState a b "input unchanged") [ ps; grads; s1 ] before
