@@ -797,7 +797,7 @@ let tests =
                         for impure in [ true; false ] do
                             flags { Create = c; Modify = m; Ignore = i; Order = [ ReadX; WriteY; CreateZ ]; X = 1; Y = 2; NewY = 11; Z = 3; Impure = impure }
 
-        // Library bug (Program.fs, resolveTarget, Target.Module case): a module's keys lie under
+        // Library bug (Core/Gradients.fs, resolveTarget, Target.Module case): a module's keys lie under
         // "Path/", but Key.isUnder m.Path also matches the key equal to m.Path, which belongs to
         // the parent module (its entry named like the submodule). ninjax's grad uses
         // mod.getm(), whose prefix is path + "/". Pending until fixed.
@@ -818,7 +818,7 @@ let tests =
                 |> Gen.bind (fun k -> Gen.listOfLength k (Gen.elements [ WList; WArray; WOption; WTuple; WResizeArray; WDictionary; WRecord ]))
             check 100 "survivors" (Prop.forAll (Arb.fromGen genWraps) survives)
 
-        // Library bug (Purify.fs, Survivors.collect): collections are walked only when they are
+        // Library bug (Core/Purify.fs, Survivors.collect): collections are walked only when they are
         // ICollection, IReadOnlyCollection<obj> or IReadOnlyCollection<KeyValuePair<string, Tensor>>.
         // Interface covariance does not apply to value-type elements, so a list of struct tuples or
         // of voptions, a Map<int, Tensor>, a Map<string, anything but Tensor> (Tensor list, Tensor
@@ -836,7 +836,7 @@ let tests =
             check "readOnlyDict" (fun () -> readOnlyDict [ 1, torch.ones 2L ]) (fun d -> d.[1])
             check "KeyValuePair list" (fun () -> [ KeyValuePair(1, torch.ones 2L) ]) (fun l -> l.Head.Value)
 
-        // Surprising behaviour (Program.fs, mix): the generator seed is SplitMix64 of
+        // Surprising behaviour (Core/Monad.fs, mix): the generator seed is SplitMix64 of
         // seed + (draw + 1) * gamma, so seed s + gamma replays seed s's stream shifted by one
         // draw (the streams overlap). Pending as a design note rather than a hard bug.
         testCase "seeds differing by the SplitMix gamma give unrelated streams" <| fun () ->

@@ -1,0 +1,171 @@
+namespace Ninjax
+
+open System
+open System.Collections.Generic
+open System.Text.RegularExpressions
+open TorchSharp
+
+/// Something that owns the keys at and under a path: a module.
+[<AllowNullLiteral>]
+type IScoped =
+    /// The path of the owner, such as <c>model/h1</c>.
+    abstract Path: string
+
+/// What to differentiate with respect to.
+[<RequireQualifiedAccess>]
+type Target =
+    /// A key and every key under it, as in ninjax (<c>model/h1</c> selects <c>model/h1/w</c> and <c>model/h1/b</c>).
+    | Key of string
+    /// Every key the regex matches (anchor it with <c>^...$</c> to match whole keys).
+    | Pattern of Regex
+    /// Every key of a module.
+    | Module of IScoped
+
+    /// A readable description for error messages.
+    override this.ToString() =
+        match this with
+        | Key k -> sprintf "key '%s'" k
+        | Pattern r -> sprintf "pattern /%O/" r
+        | Module m -> sprintf "module '%s'" m.Path
+
+/// The outcome of differentiating a program.
+type Gradient<'Aux> =
+    {
+        /// The value of the loss (detached unless a gradient encloses this one).
+        Loss: torch.Tensor
+        /// The state entries differentiated with respect to, as they were.
+        Params: State
+        /// The gradients, keyed like Params.
+        Grads: State
+        /// The gradients with respect to the explicit tensor inputs, in order.
+        InputGrads: torch.Tensor list
+        /// What the function returned beside the loss.
+        Aux: 'Aux
+    }
+/// Differentiation of programs with respect to state entries and explicit inputs.
+module internal Gradients =
+
+    /// The keys a target selects in a state; an error naming the target when it selects none.
+    let internal resolveTarget (state: State) (target: Target) : string list =
+        let keys =
+            match target with
+            | Target.Key k -> state.Entries |> Seq.map (fun kv -> kv.Key) |> Seq.filter (Key.isUnder k) |> List.ofSeq
+            | Target.Module m ->
+                // A module's keys lie strictly below its path; the key equal to the path belongs to its parent.
+                let prefix = m.Path + "/"
+                state.Entries |> Seq.map (fun kv -> kv.Key) |> Seq.filter (fun k -> k.StartsWith(prefix, StringComparison.Ordinal)) |> List.ofSeq
+            | Target.Pattern r -> state.Entries |> Seq.map (fun kv -> kv.Key) |> Seq.filter r.IsMatch |> List.ofSeq
+        if keys.IsEmpty then
+            let probe =
+                match target with
+                | Target.Key k -> k
+                | Target.Module m -> m.Path
+                | Target.Pattern r -> string r
+            let near = State.nearby probe state
+            raise (
+                KeyNotFoundException(
+                    sprintf
+                        "Gradient target %O matches no state key (nearby existing keys: %s)."
+                        target (if near.IsEmpty then "none, the state is empty" else String.Join(", ", near))
+                )
+            )
+        keys
+
+    /// Differentiates a program's scalar loss with respect to state entries and explicit tensor
+    /// inputs. When the program may create entries, it first runs once with ignore on so that
+    /// entries it creates exist (ninjax's prerun). Writes the program makes are kept (a counter
+    /// incremented inside the loss counts once per call) and detached from the graph unless a
+    /// gradient encloses this one, in which case everything keeps its graph (grad of grad).
+    let gradFull (f: torch.Tensor list -> Nj<torch.Tensor * 'Aux>) (targets: Target list) (inputs: torch.Tensor list) : Nj<Gradient<'Aux>> =
+        Nj(fun env world ->
+            if targets.IsEmpty && inputs.IsEmpty then
+                raise (ArgumentException("Nothing to differentiate: give at least one target or input.", "targets"))
+            use _grad = torch.enable_grad true
+            let nested = env.GradDepth > 0
+            let world =
+                if env.Flags.Create then
+                    let struct (_, w) = Monad.runIn { env with Flags = { env.Flags with Ignore = true } } world (f inputs)
+                    w
+                else world
+            let keys = targets |> List.collect (resolveTarget world.State) |> List.distinct
+            for k in keys do
+                let t = world.State.Entries.[k]
+                if not (torch.is_floating_point t || torch.is_complex t) then
+                    raise (
+                        ArgumentException(
+                            sprintf "Cannot differentiate with respect to state key '%s': its dtype %O is not floating point. Narrow the gradient targets to exclude it." k t.dtype,
+                            "targets"
+                        )
+                    )
+            let leafOf (t: torch.Tensor) = if nested && t.requires_grad then t else t.detach().requires_grad_(true)
+            let paramLeaves = keys |> List.map (fun k -> k, leafOf world.State.Entries.[k])
+            let inputLeaves = inputs |> List.map leafOf
+            let leafState = paramLeaves |> List.fold (fun (m: Map<_, _>) (k, t) -> m.Add(k, t)) world.State.Entries
+            let inner = { env with Flags = { env.Flags with Create = false }; GradDepth = env.GradDepth + 1 }
+            let start = { world with State = State leafState; Read = Set.empty; Modified = Set.empty }
+            let struct ((loss, aux), after) = Monad.runIn inner start (f inputLeaves)
+            for k in keys do
+                if not (after.Read.Contains k) then
+                    raise (
+                        InvalidOperationException(
+                            sprintf
+                                "Gradient with respect to state key '%s' was asked for, but the differentiated function never reads it. Keys it reads: %s."
+                                k (if after.Read.IsEmpty then "none" else String.Join(", ", after.Read))
+                        )
+                    )
+            if isNull (box loss) then raise (InvalidOperationException "The differentiated function returned a null loss.")
+            if loss.numel () <> 1L then
+                raise (
+                    ArgumentException(
+                        sprintf "The differentiated function must return a scalar loss; it returned shape %A (%d elements)." loss.shape (loss.numel ())
+                    )
+                )
+            if not loss.requires_grad then
+                raise (
+                    InvalidOperationException(
+                        "The loss does not depend on any differentiated entry or input through operations autograd can follow (was it computed under no_grad or from detached values?)."
+                    )
+                )
+            let leaves = (paramLeaves |> List.map snd) @ inputLeaves
+            let grads =
+                torch.autograd.grad(
+                    [| loss |], List.toArray leaves, null, retain_graph = nested, create_graph = nested, allow_unused = true
+                )
+            let gradAt i (leaf: torch.Tensor) =
+                let g = grads.[i]
+                if isNull (box g) || g.IsInvalid then torch.zeros_like leaf else g
+            let paramGrads = paramLeaves |> List.mapi (fun i (k, leaf) -> k, gradAt i leaf)
+            let inputGrads = inputLeaves |> List.mapi (fun i leaf -> gradAt (paramLeaves.Length + i) leaf)
+            // Entries the function did not overwrite still hold their leaves: restore the originals.
+            let mutable final = after.State.Entries
+            for k, leaf in paramLeaves do
+                if obj.ReferenceEquals(final.[k], leaf) then final <- final.Add(k, world.State.Entries.[k])
+            if not nested then
+                for k in after.Modified do
+                    let v = final.[k]
+                    if v.requires_grad then final <- final.Add(k, v.detach())
+            let outWorld =
+                { after with
+                    State = State final
+                    Read = Set.union world.Read after.Read
+                    Modified = Set.union world.Modified after.Modified
+                    Created = Set.union world.Created after.Created }
+            let result =
+                {
+                    Loss = (if nested then loss else loss.detach())
+                    Params = State(keys |> List.fold (fun (m: Map<_, _>) k -> m.Add(k, world.State.Entries.[k])) Map.empty)
+                    Grads = State(Map.ofList paramGrads)
+                    InputGrads = inputGrads
+                    Aux = aux
+                }
+            struct (result, outWorld))
+
+    /// Differentiates a scalar loss with respect to state entries: (loss, params, grads).
+    let grad (loss: Nj<torch.Tensor>) (targets: Target list) : Nj<torch.Tensor * State * State> =
+        gradFull (fun _ -> Monad.map (fun l -> l, ()) loss) targets []
+        |> Monad.map (fun g -> g.Loss, g.Params, g.Grads)
+
+    /// Like grad, for a program that returns an auxiliary value beside the loss.
+    let gradAux (lossAux: Nj<torch.Tensor * 'Aux>) (targets: Target list) : Nj<torch.Tensor * State * State * 'Aux> =
+        gradFull (fun _ -> lossAux) targets []
+        |> Monad.map (fun g -> g.Loss, g.Params, g.Grads, g.Aux)

@@ -1,0 +1,216 @@
+namespace Ninjax
+
+open System
+open System.Collections.Generic
+open TorchSharp
+
+/// What a running program may do to the state, as in ninjax's pure(): <c>Create</c> lets it add
+/// keys, <c>Modify</c> lets it change existing keys, and <c>Ignore</c> silently drops changes to
+/// existing keys (used by init, so a second init never overwrites what the first created).
+type Flags =
+    {
+        /// May add new keys.
+        Create: bool
+        /// May change existing keys.
+        Modify: bool
+        /// Changes to existing keys are dropped without error.
+        Ignore: bool
+    }
+
+/// What a program reads but never changes while one purified call runs.
+type Env =
+    {
+        /// The scope that relative names are resolved in ("" is the root).
+        Scope: string
+        /// What the program may do to the state.
+        Flags: Flags
+        /// The seed that randomness derives from; None when the caller passed none.
+        Seed: int64 option
+        /// The purified function's name, for error messages.
+        Name: string
+        /// How many gradients enclose this point; above zero, gradients keep their graph.
+        GradDepth: int
+        /// Generators handed out by rng, released when the purified call returns.
+        Disposables: ResizeArray<IDisposable>
+        /// The donated state's bookkeeping when the call runs with Options.donate; null otherwise.
+        Donation: Donation
+    }
+
+/// What a program threads from step to step: the state and the bookkeeping about it.
+type World =
+    {
+        /// The state as it is now.
+        State: State
+        /// How many random generators have been drawn so far.
+        Draws: int64
+        /// Keys read so far.
+        Read: Set<string>
+        /// Keys written that already existed (even if the write was ignored).
+        Modified: Set<string>
+        /// Keys created.
+        Created: Set<string>
+    }
+
+/// A program over the state: given the environment and the world, it returns a value and the
+/// next world. Running such a program is the definition of what every other API in Ninjax does.
+[<Struct>]
+type Nj<'T> = Nj of (Env -> World -> struct ('T * World))
+
+/// The errors every operation raises, in one place so their wording stays consistent.
+module internal Errors =
+
+    let flagText (f: Flags) = sprintf "create=%b, modify=%b, ignore=%b" f.Create f.Modify f.Ignore
+
+    let missing (env: Env) (world: World) (key: string) : exn =
+        let near = State.nearby key world.State
+        let nearText =
+            if near.IsEmpty then "the state is empty"
+            else "nearby existing keys: " + String.Join(", ", near)
+        KeyNotFoundException(
+            sprintf
+                "State key '%s' does not exist (%s) in %s with %s. Give a constructor to create it, and run with create=true or through Nj.init."
+                key nearText env.Name (flagText env.Flags)
+        )
+        :> exn
+
+    let cannotCreate (env: Env) (key: string) (value: torch.Tensor) : exn =
+        InvalidOperationException(
+            sprintf
+                "Cannot create state key '%s' (shape %A, dtype %O) in %s: creating is off (%s). Run Nj.init first or pass create=true."
+                key value.shape value.dtype env.Name (flagText env.Flags)
+        )
+        :> exn
+
+    let cannotModify (env: Env) (key: string) (old: torch.Tensor) (value: torch.Tensor) : exn =
+        InvalidOperationException(
+            sprintf
+                "Cannot modify state key '%s' in %s: modify=false (%s). You were changing it from shape %A dtype %O to shape %A dtype %O."
+                key env.Name (flagText env.Flags) old.shape old.dtype value.shape value.dtype
+        )
+        :> exn
+
+    let mismatch (key: string) (old: torch.Tensor) (value: torch.Tensor) : exn =
+        ArgumentException(
+            sprintf
+                "Cannot write state key '%s': it holds shape %A dtype %O, the new value has shape %A dtype %O. Writes must keep shape and dtype."
+                key old.shape old.dtype value.shape value.dtype
+        )
+        :> exn
+
+    let noSeed (env: Env) : exn =
+        InvalidOperationException(
+            sprintf "%s asked for randomness but no seed was given: pass a seed to the purified call (for example Nj.purifyWith (Options.seeded 0L) f, or Nj.init 0L f)." env.Name
+        )
+        :> exn
+
+/// The monad's own operations: running a program, sequencing, and the seeds randomness derives
+/// from. Prog (the public vocabulary) forwards to these; the files between use them directly.
+module internal Monad =
+
+    /// Runs a program in an environment and world.
+    let inline runIn (env: Env) (world: World) (Nj f: Nj<'T>) : struct ('T * World) = f env world
+
+    /// A program that returns a value and changes nothing.
+    let ret (value: 'T) : Nj<'T> = Nj(fun _ w -> struct (value, w))
+
+    /// Sequences two programs.
+    let bind (f: 'T -> Nj<'U>) (Nj m: Nj<'T>) : Nj<'U> =
+        Nj(fun e w ->
+            let struct (a, w1) = m e w
+            let (Nj g) = f a
+            g e w1)
+
+    /// Maps the result of a program.
+    let map (f: 'T -> 'U) (Nj m: Nj<'T>) : Nj<'U> =
+        Nj(fun e w ->
+            let struct (a, w1) = m e w
+            struct (f a, w1))
+
+    /// Defers building a program until it runs.
+    let delay (f: unit -> Nj<'T>) : Nj<'T> =
+        Nj(fun e w ->
+            let (Nj g) = f ()
+            g e w)
+
+    /// SplitMix64's finaliser: a bijective mix of 64 bits.
+    let private finalize (x: uint64) : uint64 =
+        let mutable z = x
+        z <- (z ^^^ (z >>> 30)) * 0xBF58476D1CE4E5B9UL
+        z <- (z ^^^ (z >>> 27)) * 0x94D049BB133111EBUL
+        z ^^^ (z >>> 31)
+
+    /// The generator seed for a draw. The seed is mixed before the counter is added, so seeds
+    /// that differ by the SplitMix increment do not share streams.
+    let private mix (seed: int64) (draw: int64) : uint64 =
+        finalize (finalize (uint64 seed) + uint64 (draw + 1L) * 0x9E3779B97F4A7C15UL)
+
+    /// The seed of the next random generator, derived from the call's seed and a counter.
+    let rngSeed: Nj<uint64> =
+        Nj(fun env world ->
+            match env.Seed with
+            | None -> raise (Errors.noSeed env)
+            | Some seed -> struct (mix seed world.Draws, { world with Draws = world.Draws + 1L }))
+
+    /// A fresh CPU random generator derived from the call's seed and a counter; released when
+    /// the purified call returns.
+    let rng: Nj<torch.Generator> =
+        Nj(fun env world ->
+            let struct (s, w1) = runIn env world rngSeed
+            let g = new torch.Generator(s, torch.CPU)
+            lock env.Disposables (fun () -> env.Disposables.Add g)
+            struct (g, w1))
+
+
+/// The computation expression for programs over the state: <c>nj { let! w = Prog.get "w" init in ... }</c>.
+type NjBuilder() =
+    /// Returns a value.
+    member _.Return(x: 'T) = Monad.ret x
+    /// Returns another program's result.
+    member _.ReturnFrom(m: Nj<'T>) = m
+    /// Sequences programs.
+    member _.Bind(m: Nj<'T>, f: 'T -> Nj<'U>) = Monad.bind f m
+    /// The empty program.
+    member _.Zero() = Monad.ret ()
+    /// Defers a program until it runs.
+    member _.Delay(f: unit -> Nj<'T>) = Monad.delay f
+    /// Runs one program, then another.
+    member _.Combine(a: Nj<unit>, b: Nj<'T>) = Monad.bind (fun () -> b) a
+    /// Runs a program for each element.
+    member this.For(xs: seq<'T>, body: 'T -> Nj<unit>) : Nj<unit> =
+        Nj(fun env world ->
+            let mutable w = world
+            for x in xs do
+                let struct ((), w1) = Monad.runIn env w (body x)
+                w <- w1
+            struct ((), w))
+    /// Runs a program while a condition holds.
+    member _.While(cond: unit -> bool, body: Nj<unit>) : Nj<unit> =
+        Nj(fun env world ->
+            let mutable w = world
+            while cond () do
+                let struct ((), w1) = Monad.runIn env w body
+                w <- w1
+            struct ((), w))
+    /// Runs a finalizer after a program, whether it fails or not.
+    member _.TryFinally(Nj m: Nj<'T>, fin: unit -> unit) : Nj<'T> =
+        Nj(fun env world ->
+            try
+                m env world
+            finally
+                fin ())
+    /// Handles an exception raised by a program.
+    member _.TryWith(Nj m: Nj<'T>, handler: exn -> Nj<'T>) : Nj<'T> =
+        Nj(fun env world ->
+            try
+                m env world
+            with e ->
+                Monad.runIn env world (handler e))
+    /// Disposes a resource after a program.
+    member this.Using(resource: 'R :> IDisposable, body: 'R -> Nj<'T>) : Nj<'T> =
+        this.TryFinally(body resource, fun () -> if not (isNull (box resource)) then resource.Dispose())
+
+/// The <c>nj { }</c> computation expression.
+[<AutoOpen>]
+module NjBuilderInstance =
+    /// Builds a program over the state.
+    let nj = NjBuilder()

@@ -1,0 +1,232 @@
+namespace Ninjax
+
+open System
+open System.Text.RegularExpressions
+open TorchSharp
+
+/// The operations of the state monad, the vocabulary every program is written in: reading and
+/// writing entries, scopes, randomness, gradients, control flow and checkpointing. The state
+/// operations are defined here; the others live in the file of their concept (Monad, Gradients,
+/// ControlFlow, Recompute) and are listed here so that programs need one name. Purification
+/// (Purify) only runs these programs.
+[<RequireQualifiedAccess>]
+module Prog =
+
+    // ---------------------------------------------------------------------------------------
+    // The monad (Monad.fs)
+
+    /// Runs a program in an environment and world.
+    let inline runIn (env: Env) (world: World) (program: Nj<'T>) : struct ('T * World) = Monad.runIn env world program
+
+    /// A program that returns a value and changes nothing.
+    let ret (value: 'T) : Nj<'T> = Monad.ret value
+
+    /// Sequences two programs.
+    let bind (f: 'T -> Nj<'U>) (program: Nj<'T>) : Nj<'U> = Monad.bind f program
+
+    /// Maps the result of a program.
+    let map (f: 'T -> 'U) (program: Nj<'T>) : Nj<'U> = Monad.map f program
+
+    /// Defers building a program until it runs.
+    let delay (f: unit -> Nj<'T>) : Nj<'T> = Monad.delay f
+
+    // ---------------------------------------------------------------------------------------
+    // The state
+
+    /// The environment.
+    let env: Nj<Env> = Nj(fun e w -> struct (e, w))
+
+    /// The whole state as it is now (ninjax's nj.state()).
+    let state: Nj<State> = Nj(fun _ w -> struct (w.State, w))
+
+    /// True while the program may create entries (ninjax's nj.creating()).
+    let creating: Nj<bool> = Nj(fun e w -> struct (e.Flags.Create, w))
+
+    /// The current scope path.
+    let path: Nj<string> = Nj(fun e w -> struct (e.Scope, w))
+
+    /// Reads the entry under an absolute key, creating it from the constructor on first use.
+    let getKey (key: string) (ctor: Nj<torch.Tensor> option) : Nj<torch.Tensor> =
+        Nj(fun env world ->
+            match world.State.Entries.TryFind key with
+            | Some value -> struct (value, { world with Read = world.Read.Add key })
+            | None ->
+                match ctor with
+                | None -> raise (Errors.missing env world key)
+                | Some (Nj make) ->
+                    Key.validate key
+                    let struct (value, w1) = make env world
+                    if isNull (box value) then
+                        raise (InvalidOperationException(sprintf "The constructor for state key '%s' returned null." key))
+                    if not env.Flags.Create then raise (Errors.cannotCreate env key value)
+                    // The constructor may itself have created the key (a nested get); keep the first.
+                    match w1.State.Entries.TryFind key with
+                    | Some existing -> struct (existing, { w1 with Read = w1.Read.Add key })
+                    | None ->
+                        struct (value,
+                                { w1 with
+                                    State = State(w1.State.Entries.Add(key, value))
+                                    Created = w1.Created.Add key
+                                    Read = w1.Read.Add key }))
+
+    /// Reads entries under absolute keys that are known to be well formed, creating a missing one
+    /// from <paramref name="make"/> (given its index) as getKey does: the optimizer's many entries
+    /// in one step of the interpreter.
+    let getMany (keys: string[]) (make: int -> torch.Tensor) : Nj<torch.Tensor[]> =
+        Nj(fun env world ->
+            let values = Array.zeroCreate keys.Length
+            let mutable w = world
+            for i in 0 .. keys.Length - 1 do
+                let struct (v, w1) = Monad.runIn env w (getKey keys.[i] (Some(Nj(fun _ w -> struct (make i, w)))))
+                values.[i] <- v
+                w <- w1
+            struct (values, w))
+
+    /// Writes the entry under an absolute key, subject to the flags.
+    let putKey (key: string) (value: torch.Tensor) : Nj<torch.Tensor> =
+        Nj(fun env world ->
+            if isNull (box value) then
+                raise (ArgumentNullException("value", sprintf "Cannot write null to state key '%s'." key))
+            match world.State.Entries.TryFind key with
+            | Some old ->
+                let world = { world with Modified = world.Modified.Add key }
+                if env.Flags.Ignore then struct (value, world)
+                elif not env.Flags.Modify then raise (Errors.cannotModify env key old value)
+                // Writing back the tensor the entry already holds (an update made in place) leaves the
+                // state as it is: no path copy of the map.
+                elif obj.ReferenceEquals(old, value) then struct (value, world)
+                elif old.dtype <> value.dtype || not (Shape.same old value) then raise (Errors.mismatch key old value)
+                else struct (value, { world with State = State(world.State.Entries.Add(key, value)) })
+            | None ->
+                Key.validate key
+                if not env.Flags.Create then raise (Errors.cannotCreate env key value)
+                struct (value,
+                        { world with
+                            State = State(world.State.Entries.Add(key, value))
+                            Created = world.Created.Add key }))
+
+    /// Reads an entry relative to the current scope, creating it on first use.
+    let get (name: string) (ctor: Nj<torch.Tensor>) : Nj<torch.Tensor> =
+        Nj(fun env world -> Monad.runIn env world (getKey (Key.join env.Scope name) (Some ctor)))
+
+    /// Reads an existing entry relative to the current scope.
+    let read (name: string) : Nj<torch.Tensor> =
+        Nj(fun env world -> Monad.runIn env world (getKey (Key.join env.Scope name) None))
+
+    /// Writes an entry relative to the current scope.
+    let put (name: string) (value: torch.Tensor) : Nj<torch.Tensor> =
+        Nj(fun env world -> Monad.runIn env world (putKey (Key.join env.Scope name) value))
+
+    /// Writes many entries under absolute keys, in key order.
+    let putMany (entries: seq<string * torch.Tensor>) : Nj<unit> =
+        Nj(fun env world ->
+            let mutable w = world
+            for k, v in entries do
+                let struct (_, w1) = Monad.runIn env w (putKey k v)
+                w <- w1
+            struct ((), w))
+
+    /// The entries of the current scope (absolute keys) whose key relative to the scope the
+    /// filter matches; every returned key counts as read.
+    let getm (filter: Regex option) : Nj<State> =
+        Nj(fun env world ->
+            let prefix = if env.Scope = "" then "" else env.Scope + "/"
+            let mutable found = Map.empty
+            let mutable read = world.Read
+            for kv in world.State.Entries do
+                let k = kv.Key
+                if k.StartsWith(prefix, StringComparison.Ordinal) then
+                    let rel = k.Substring prefix.Length
+                    match filter with
+                    | Some r when not (r.IsMatch rel) -> ()
+                    | _ ->
+                        found <- found.Add(k, kv.Value)
+                        read <- read.Add k
+            struct (State found, { world with Read = read }))
+
+    /// Writes entries under absolute keys that must lie in the current scope.
+    let putm (entries: State) : Nj<unit> =
+        Nj(fun env world ->
+            let prefix = if env.Scope = "" then "" else env.Scope + "/"
+            for kv in entries.Entries do
+                if not (kv.Key.StartsWith(prefix, StringComparison.Ordinal)) then
+                    raise (
+                        ArgumentException(
+                            sprintf "Key '%s' does not belong to scope '%s': putm only writes keys under '%s'." kv.Key env.Scope prefix,
+                            "entries"
+                        )
+                    )
+            Monad.runIn env world (putMany (entries.Entries |> Seq.map (fun kv -> kv.Key, kv.Value))))
+
+    /// Runs a program one scope deeper: relative names resolve under <paramref name="name"/>.
+    let scope (name: string) (Nj m: Nj<'T>) : Nj<'T> =
+        Key.validate name
+        Nj(fun env world -> m { env with Scope = Key.join env.Scope name } world)
+
+    /// Runs a program in an absolute scope (a module's path).
+    let scopeAt (path: string) (Nj m: Nj<'T>) : Nj<'T> =
+        Nj(fun env world -> m { env with Scope = path } world)
+
+    /// Runs a program with changed flags.
+    let withFlags (flags: Flags) (Nj m: Nj<'T>) : Nj<'T> =
+        Nj(fun env world -> m { env with Flags = flags } world)
+
+    // ---------------------------------------------------------------------------------------
+    // Randomness (Monad.fs)
+
+    /// The seed of the next random generator, derived from the call's seed and a counter.
+    let rngSeed: Nj<uint64> = Monad.rngSeed
+
+    /// A fresh CPU random generator derived from the call's seed and a counter; released when
+    /// the purified call returns.
+    let rng: Nj<torch.Generator> = Monad.rng
+
+    // ---------------------------------------------------------------------------------------
+    // Gradients (Gradients.fs)
+
+    /// Differentiates a program's scalar loss with respect to state entries and explicit tensor
+    /// inputs. When the program may create entries, it first runs once with ignore on so that
+    /// entries it creates exist (ninjax's prerun). Writes the program makes are kept (a counter
+    /// incremented inside the loss counts once per call) and detached from the graph unless a
+    /// gradient encloses this one, in which case everything keeps its graph (grad of grad).
+    let gradFull (f: torch.Tensor list -> Nj<torch.Tensor * 'Aux>) (targets: Target list) (inputs: torch.Tensor list) : Nj<Gradient<'Aux>> =
+        Gradients.gradFull f targets inputs
+
+    /// Differentiates a scalar loss with respect to state entries: (loss, params, grads).
+    let grad (loss: Nj<torch.Tensor>) (targets: Target list) : Nj<torch.Tensor * State * State> = Gradients.grad loss targets
+
+    /// Like grad, for a program that returns an auxiliary value beside the loss.
+    let gradAux (lossAux: Nj<torch.Tensor * 'Aux>) (targets: Target list) : Nj<torch.Tensor * State * State * 'Aux> =
+        Gradients.gradAux lossAux targets
+
+    // ---------------------------------------------------------------------------------------
+    // Control flow (ControlFlow.fs)
+
+    /// Runs a program with its own seed and draw counter, so the randomness it sees does not
+    /// depend on what ran before it; the caller's counter is left as it was.
+    let reseed (seed: uint64) (program: Nj<'T>) : Nj<'T> = ControlFlow.reseed seed program
+
+    /// Runs one of two programs. While creating, both run first with ignore on, so the state
+    /// holds both branches' entries whichever branch later calls take (ninjax's cond); only the
+    /// chosen branch's writes apply. Each branch has its own randomness.
+    let cond (pred: bool) (onTrue: Nj<'T>) (onFalse: Nj<'T>) : Nj<'T> = ControlFlow.cond pred onTrue onFalse
+
+    /// Loops a step over the slices of <paramref name="xs"/> along <paramref name="axis"/>,
+    /// threading a carry and the state, with fresh randomness per step; the per-step outputs
+    /// are stacked along the same axis (ninjax's scan). Gradients flow through every step.
+    let scan (step: 'C -> torch.Tensor -> Nj<'C * torch.Tensor>) (carry: 'C) (xs: torch.Tensor) (axis: int) : Nj<'C * torch.Tensor> =
+        ControlFlow.scan step carry xs axis
+
+    /// Repeats a body while a condition holds, threading a carry and the state (JAX's
+    /// while_loop). While creating, the body first runs once with ignore on, so its entries
+    /// exist even if the condition is false from the start.
+    let whileLoop (condition: 'C -> Nj<bool>) (body: 'C -> Nj<'C>) (carry: 'C) : Nj<'C> = ControlFlow.whileLoop condition body carry
+
+    // ---------------------------------------------------------------------------------------
+    // Gradient checkpointing (Recompute.fs)
+
+    /// Runs a program that maps tensors to a tensor without keeping its activations for the
+    /// backward pass: gradients recompute them (ninjax's checkpoint), trading compute for memory.
+    /// Gradients reach the explicit inputs and every state entry the program reads. Results,
+    /// randomness included, are those of running the program directly; writes apply once.
+    let checkpoint (f: torch.Tensor list -> Nj<torch.Tensor>) (inputs: torch.Tensor list) : Nj<torch.Tensor> = Recompute.checkpoint f inputs
