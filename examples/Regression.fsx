@@ -15,9 +15,9 @@ torch.InitializeDeviceType DeviceType.CPU
 /// A 1-64-64-1 network that owns its optimizer.
 type Regressor(?learningRate: float, ?name: string) as this =
     inherit Module(defaultArg name "regressor")
-    let h1 = this.Sub("h1", fun () -> Linear 64)
-    let h2 = this.Sub("h2", fun () -> Linear 64)
-    let out = this.Sub("out", fun () -> Linear 1)
+    let h1 = this.Sub("h1", fun () -> Dense 64)
+    let h2 = this.Sub("h2", fun () -> Dense 64)
+    let out = this.Sub("out", fun () -> Dense 1)
     let opt = this.Sub("opt", fun () -> Optimizer(Optax.adam (defaultArg learningRate 1e-2)))
 
     member _.Predict(x: torch.Tensor) =

@@ -39,7 +39,7 @@ type Classifier(learningRate: float, name: string) as this =
 /// A multi-layer perceptron 64-h1-...-10 with ReLU.
 type Mlp(hidden: int list, learningRate: float, name: string) as this =
     inherit Classifier(learningRate, name)
-    let layers = (hidden @ [ 10 ]) |> List.mapi (fun i units -> this.Sub(sprintf "dense%d" i, fun () -> Linear units))
+    let layers = (hidden @ [ 10 ]) |> List.mapi (fun i units -> this.Sub(sprintf "dense%d" i, fun () -> Dense units))
 
     override _.Logits x =
         let last = List.length layers - 1
@@ -50,10 +50,10 @@ type Mlp(hidden: int list, learningRate: float, name: string) as this =
 /// A small convolutional network for 8x8 images: two 3x3 convolutions, then a dense head.
 type Cnn(channels: int, learningRate: float, name: string) as this =
     inherit Classifier(learningRate, name)
-    let conv1 = this.Sub("conv1", fun () -> Conv2d(channels, 3))
-    let conv2 = this.Sub("conv2", fun () -> Conv2d(2 * channels, 3))
-    let dense = this.Sub("dense", fun () -> Linear 128)
-    let head = this.Sub("head", fun () -> Linear 10)
+    let conv1 = this.Sub("conv1", fun () -> Conv2D(channels, 3))
+    let conv2 = this.Sub("conv2", fun () -> Conv2D(2 * channels, 3))
+    let dense = this.Sub("dense", fun () -> Dense 128)
+    let head = this.Sub("head", fun () -> Dense 10)
 
     override _.Logits x =
         let img = x.view(-1L, 1L, 8L, 8L)

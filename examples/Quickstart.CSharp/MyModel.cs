@@ -9,8 +9,8 @@ namespace Quickstart;
 public sealed class MyModel : Module
 {
     private readonly int size;
-    private readonly Linear h1;
-    private readonly Linear h2;
+    private readonly Dense h1;
+    private readonly Dense h2;
     private readonly OptimizerModule opt;
 
     /// <summary>A model with <paramref name="size"/> outputs; the learning rate is a hyperparameter with a default.</summary>
@@ -20,8 +20,8 @@ public sealed class MyModel : Module
         // The optimizer is a submodule too: its state lives under model/opt.
         opt = Sub("opt", () => new OptimizerModule(Optimizers.Adam(lr)));
         // Define submodules upfront.
-        h1 = Sub("h1", () => new Linear(128));
-        h2 = Sub("h2", () => new Linear(128));
+        h1 = Sub("h1", () => new Dense(128));
+        h2 = Sub("h2", () => new Dense(128));
     }
 
     /// <summary>The model's prediction for a batch.</summary>
@@ -30,7 +30,7 @@ public sealed class MyModel : Module
         x = nn.functional.relu(h1.Forward(x));
         x = nn.functional.relu(h2.Forward(x));
         // Define submodules inline.
-        x = Sub("h3", () => new Linear(size, useBias: false)).Forward(x);
+        x = Sub("h3", () => new Dense(size, useBias: false)).Forward(x);
         // Create state entries inline.
         return x + Get("bias", () => zeros(size));
     }

@@ -8,14 +8,14 @@ type MyModel(size: int, ?lr: float, ?name: string) as this =
     // The optimizer is a submodule too: its moments live under model/opt.
     let opt = this.Sub("opt", fun () -> Optimizer(Optax.adam lr))
     // Define submodules upfront.
-    let h1 = this.Sub("h1", fun () -> Linear 128)
-    let h2 = this.Sub("h2", fun () -> Linear 128)
+    let h1 = this.Sub("h1", fun () -> Dense 128)
+    let h2 = this.Sub("h2", fun () -> Dense 128)
 
     member this.Predict(x: torch.Tensor) =
         let x = torch.nn.functional.relu (h1.Forward x)
         let x = torch.nn.functional.relu (h2.Forward x)
         // Define submodules inline.
-        let x = this.Sub("h3", fun () -> Linear(size, useBias = false)).Forward x
+        let x = this.Sub("h3", fun () -> Dense(size, useBias = false)).Forward x
         // Create state entries inline.
         x + this.Get("bias", fun () -> torch.zeros(int64 size))
 

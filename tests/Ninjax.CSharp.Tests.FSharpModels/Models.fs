@@ -13,11 +13,11 @@ type ILayer =
     abstract Forward: torch.Tensor -> torch.Tensor
 
 /// An F# model around a child module that its caller builds (a C# module in the tests): an F#
-/// Linear before it, the child under <c>Path/inner</c>, and an F# Linear created inline after it.
+/// Dense before it, the child under <c>Path/inner</c>, and an F# Dense created inline after it.
 type Wrapper<'Inner when 'Inner :> Module and 'Inner :> ILayer>
     (makeInner: Func<'Inner>, [<Optional; DefaultParameterValue("outer")>] name: string) as this =
     inherit Module(name)
-    let pre = this.Sub("pre", fun () -> Linear 4)
+    let pre = this.Sub("pre", fun () -> Dense 4)
     let inner = this.Sub("inner", makeInner)
 
     /// The child module.
@@ -27,7 +27,7 @@ type Wrapper<'Inner when 'Inner :> Module and 'Inner :> ILayer>
     member this.Forward(x: torch.Tensor) =
         let h = torch.nn.functional.relu (pre.Forward x)
         let h = inner.Forward h
-        this.Sub("post", fun () -> Linear 2).Forward h
+        this.Sub("post", fun () -> Dense 2).Forward h
 
     /// Mean squared error against y.
     member this.Loss(x: torch.Tensor, y: torch.Tensor) = (this.Forward x - y).square().mean()
@@ -37,15 +37,15 @@ type Wrapper<'Inner when 'Inner :> Module and 'Inner :> ILayer>
 type FsQuickstartModel
     (size: int, [<Optional; DefaultParameterValue(0.01)>] lr: float, [<Optional; DefaultParameterValue("model")>] name: string) as this =
     inherit Module(name)
-    let h1 = this.Sub("h1", fun () -> Linear 128)
-    let h2 = this.Sub("h2", fun () -> Linear 128)
+    let h1 = this.Sub("h1", fun () -> Dense 128)
+    let h2 = this.Sub("h2", fun () -> Dense 128)
     let opt = this.Sub("opt", fun () -> Optimizer(Optax.adam lr))
 
     /// The prediction for a batch.
     member this.Predict(x: torch.Tensor) =
         let x = torch.nn.functional.relu (h1.Forward x)
         let x = torch.nn.functional.relu (h2.Forward x)
-        let x = this.Sub("h3", fun () -> Linear(size, useBias = false)).Forward x
+        let x = this.Sub("h3", fun () -> Dense(size, useBias = false)).Forward x
         x + this.Get("bias", fun () -> torch.zeros(int64 size))
 
     /// Mean squared error.
@@ -60,13 +60,13 @@ type FsQuickstartModel
 /// CsOptModel: the same layers and paths, so both can be compared entry by entry.
 type FsOptModel(transform: GradientTransformation, [<Optional; DefaultParameterValue("model")>] name: string) as this =
     inherit Module(name)
-    let h1 = this.Sub("h1", fun () -> Linear 16)
+    let h1 = this.Sub("h1", fun () -> Dense 16)
     let opt = this.Sub("opt", fun () -> Optimizer(transform))
 
     /// The prediction for a batch.
     member this.Predict(x: torch.Tensor) =
         let h = torch.nn.functional.relu (h1.Forward x)
-        this.Sub("h2", fun () -> Linear 3).Forward h + this.Get("bias", fun () -> torch.zeros 3L)
+        this.Sub("h2", fun () -> Dense 3).Forward h + this.Get("bias", fun () -> torch.zeros 3L)
 
     /// Mean squared error.
     member this.Loss(x: torch.Tensor, y: torch.Tensor) = (this.Predict x - y).square().mean()

@@ -8,16 +8,16 @@ namespace Ninjax.CSharp.Tests;
 /// <summary>A C# model made of F# layers: one built in the constructor, one inline.</summary>
 public sealed class Mlp : Module
 {
-    private readonly Linear hidden;
+    private readonly Dense hidden;
 
     /// <summary>An MLP named <paramref name="name"/>.</summary>
-    public Mlp(string name = "mlp") : base(name) => hidden = Sub("hidden", () => new Linear(8));
+    public Mlp(string name = "mlp") : base(name) => hidden = Sub("hidden", () => new Dense(8));
 
     /// <summary>The F# layer built in the constructor.</summary>
-    public Linear Hidden => hidden;
+    public Dense Hidden => hidden;
 
     /// <summary>hidden, relu, then an inline output layer without bias.</summary>
-    public Tensor Forward(Tensor x) => Sub("out", () => new Linear(2, useBias: false)).Forward(nn.functional.relu(hidden.Forward(x)));
+    public Tensor Forward(Tensor x) => Sub("out", () => new Dense(2, useBias: false)).Forward(nn.functional.relu(hidden.Forward(x)));
 
     /// <summary>Mean squared error.</summary>
     public Tensor Loss(Tensor x, Tensor y) => (Forward(x) - y).square().mean();

@@ -11,12 +11,12 @@ namespace Ninjax.CSharp.Tests;
 /// <summary>The C# twin of <see cref="FsOptModel"/>: the same layers and paths, trained with an <see cref="OptimizerModule"/>.</summary>
 public sealed class CsOptModel : Module
 {
-    private readonly Linear h1;
+    private readonly Dense h1;
 
     /// <summary>A model whose optimizer applies <paramref name="transform"/>.</summary>
     public CsOptModel(GradientTransform transform, string name = "model") : base(name)
     {
-        h1 = Sub("h1", () => new Linear(16));
+        h1 = Sub("h1", () => new Dense(16));
         Opt = Sub("opt", () => new OptimizerModule(transform));
     }
 
@@ -25,7 +25,7 @@ public sealed class CsOptModel : Module
 
     /// <summary>The prediction for a batch.</summary>
     public Tensor Predict(Tensor x) =>
-        Sub("h2", () => new Linear(3)).Forward(nn.functional.relu(h1.Forward(x))) + Get("bias", () => zeros(3));
+        Sub("h2", () => new Dense(3)).Forward(nn.functional.relu(h1.Forward(x))) + Get("bias", () => zeros(3));
 
     /// <summary>Mean squared error.</summary>
     public Tensor Loss(Tensor x, Tensor y) => (Predict(x) - y).square().mean();

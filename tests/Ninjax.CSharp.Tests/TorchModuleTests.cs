@@ -5,7 +5,7 @@ using TorchLinear = TorchSharp.Modules.Linear;
 
 namespace Ninjax.CSharp.Tests;
 
-/// <summary>A C# model around a TorchSharp Linear: the adapter as a submodule, a Ninjax Linear after it, and an optimizer.</summary>
+/// <summary>A C# model around a TorchSharp Linear: the adapter as a submodule, a Ninjax Dense after it, and an optimizer.</summary>
 public sealed class EncoderModel : Module
 {
     /// <summary>The model, named <c>model</c>.</summary>
@@ -21,8 +21,8 @@ public sealed class EncoderModel : Module
     /// <summary>The optimizer.</summary>
     public OptimizerModule Opt { get; }
 
-    /// <summary>The encoder, then a Ninjax Linear created inline.</summary>
-    public Tensor Predict(Tensor x) => Sub("head", () => new Linear(2)).Forward(nn.functional.tanh(Enc.Forward(x)));
+    /// <summary>The encoder, then a Ninjax Dense created inline.</summary>
+    public Tensor Predict(Tensor x) => Sub("head", () => new Dense(2)).Forward(nn.functional.tanh(Enc.Forward(x)));
 
     /// <summary>Mean squared error.</summary>
     public Tensor Loss(Tensor x, Tensor y) => (Predict(x) - y).square().mean();

@@ -305,7 +305,7 @@ let tests =
         testCase "loadInto a model's init state restores it and puts step and strings back" <| fun () ->
             use dir = new TempDir()
             let path = dir.File "model.safetensors"
-            let model = Linear(4, name = "model")
+            let model = Dense(4, name = "model")
             let x = torch.ones(2L, 3L)
             let trained = Nj.init 1L model.Forward State.empty x
             let fresh = Nj.init 2L model.Forward State.empty x

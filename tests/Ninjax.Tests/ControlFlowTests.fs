@@ -35,7 +35,7 @@ type RnnCell(hidden: int, ?name: string) =
 type SequenceModel(hidden: int, name: string) as this =
     inherit Module(name)
     let cell = this.Sub("cell", fun () -> RnnCell hidden)
-    let readout = this.Sub("out", fun () -> Linear 1)
+    let readout = this.Sub("out", fun () -> Dense 1)
     member _.Start(xs: torch.Tensor) = torch.zeros(xs.shape.[0], int64 hidden)
     /// The loss through Nj.scan over the time axis (axis 1 of [batch; time; features]).
     member this.Loss(xs: torch.Tensor, y: torch.Tensor) =
@@ -54,8 +54,8 @@ type SequenceModel(hidden: int, name: string) as this =
 
 type Blocks(name: string) as this =
     inherit Module(name)
-    let first = this.Sub("first", fun () -> Linear 16)
-    let second = this.Sub("second", fun () -> Linear 4)
+    let first = this.Sub("first", fun () -> Dense 16)
+    let second = this.Sub("second", fun () -> Dense 4)
     member val Calls = 0 with get, set
     member this.Block(xs: torch.Tensor list) =
         this.Calls <- this.Calls + 1

@@ -11,7 +11,7 @@ open Ninjax.Tests.Helpers
 type Tracker(name: string) as this =
     inherit Module(name)
     let opt = this.Sub("opt", fun () -> Optimizer(Optax.adamw 0.01))
-    let h = this.Sub("h", fun () -> Linear 4)
+    let h = this.Sub("h", fun () -> Dense 4)
 
     member this.Loss(x: torch.Tensor, y: torch.Tensor) = (h.Forward x - y).square().mean ()
 

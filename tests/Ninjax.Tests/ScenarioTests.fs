@@ -12,13 +12,13 @@ type MyModel(size: int, ?lr: float, ?name: string) as this =
     inherit Module(defaultArg name "model")
     let lr = defaultArg lr 0.01
     let opt = this.Sub("opt", fun () -> Optimizer(Optax.adam lr))
-    let h1 = this.Sub("h1", fun () -> Linear 128)
-    let h2 = this.Sub("h2", fun () -> Linear 128)
+    let h1 = this.Sub("h1", fun () -> Dense 128)
+    let h2 = this.Sub("h2", fun () -> Dense 128)
 
     member this.Predict(x: torch.Tensor) =
         let x = torch.nn.functional.relu (h1.Forward x)
         let x = torch.nn.functional.relu (h2.Forward x)
-        let x = this.Sub("h3", fun () -> Linear(size, useBias = false)).Forward x
+        let x = this.Sub("h3", fun () -> Dense(size, useBias = false)).Forward x
         x + this.Get("bias", fun () -> torch.zeros(int64 size))
 
     member this.Loss(x: torch.Tensor, y: torch.Tensor) = (this.Predict x - y).square().mean()

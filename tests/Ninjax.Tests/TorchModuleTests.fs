@@ -254,9 +254,9 @@ let tests =
             for k in State.keys a do
                 Expect.isFalse a.[k].requires_grad (sprintf "%s carries no graph" k))
 
-        testCase "Ninjax's Linear matches the wrapped TorchSharp Linear" <| fun () ->
+        testCase "Ninjax's Dense matches the wrapped TorchSharp Linear" <| fun () ->
             let torchLin = TorchModule((fun () -> torch.nn.Linear(5L, 3L)), name = "t")
-            let njLin = Linear(3, name = "n")
+            let njLin = Dense(3, name = "n")
             let x = torch.randn(4L, 5L)
             let ts = Nj.init 1L torchLin.Forward State.empty x
             let ns = State.ofSeq [ "n/w", ts.["t/weight"].t().contiguous (); "n/b", ts.["t/bias"] ]
@@ -271,9 +271,9 @@ let tests =
             expectClose ng.["n/w"] (tg.["t/weight"].t ()) 1e-6 "weight gradients (transposed layout)"
             expectClose ng.["n/b"] tg.["t/bias"] 1e-6 "bias gradients"
 
-        testCase "Ninjax's Conv2d matches the wrapped TorchSharp Conv2d" <| fun () ->
+        testCase "Ninjax's Conv2D matches the wrapped TorchSharp Conv2d" <| fun () ->
             let torchConv = TorchModule((fun () -> torch.nn.Conv2d(3L, 4L, 3L, stride = 2L, padding = 1L)), name = "t")
-            let njConv = Conv2d(4, 3, stride = 2, padding = 1, name = "n")
+            let njConv = Conv2D(4, 3, stride = 2, padding = 1, name = "n")
             let x = torch.randn(2L, 3L, 7L, 7L)
             let ts = Nj.init 1L torchConv.Forward State.empty x
             let ns = State.ofSeq [ "n/w", ts.["t/weight"]; "n/b", ts.["t/bias"] ]
@@ -289,9 +289,9 @@ let tests =
             expectClose ng.["n/w"] tg.["t/weight"] 1e-5 "kernel gradients"
             expectClose ng.["n/b"] tg.["t/bias"] 1e-5 "bias gradients"
 
-        testCase "Ninjax's Conv2d and LayerNorm create their entries from the seed" <| fun () ->
-            let conv = Conv2d(4, 3, name = "conv")
-            let norm = LayerNorm(name = "norm")
+        testCase "Ninjax's Conv2D and LayerNormalization create their entries from the seed" <| fun () ->
+            let conv = Conv2D(4, 3, name = "conv")
+            let norm = LayerNormalization(name = "norm")
             let f (x: T) = norm.Forward(Ops.flatten (Ops.maxPool2d 2 (conv.Forward x)))
             let x = torch.randn(2L, 1L, 8L, 8L)
             let a = Nj.init 5L f State.empty x
@@ -408,8 +408,8 @@ let tests =
             let _, (_, _, gs) = Nj.purify (fun ab -> Nj.grad (fun ab -> (call ab).sum()) bilinear.ParameterTargets ab) state (a, b)
             Expect.equal (State.keys gs) [ "bi/bias"; "bi/weight" ] "Call differentiates too"
 
-        testCase "Ninjax's Conv2d names a wrong channel count" <| fun () ->
-            let conv = Conv2d(4, 3, name = "conv")
+        testCase "Ninjax's Conv2D names a wrong channel count" <| fun () ->
+            let conv = Conv2D(4, 3, name = "conv")
             let state = Nj.init 0L conv.Forward State.empty (torch.randn(1L, 3L, 8L, 8L))
             let msg = throwsWith<ArgumentException> (fun () -> Nj.purify conv.Forward state (torch.randn(1L, 2L, 8L, 8L)) |> ignore)
             mentions msg [ "conv"; "3 input channels"; "[|1L; 2L; 8L; 8L|]" ]

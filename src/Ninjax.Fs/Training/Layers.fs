@@ -19,12 +19,12 @@ module Init =
 /// A dense layer <c>y = x W + b</c> written in Ninjax's own idiom: its weight and bias are state
 /// entries created on first use, so the input size is taken from the first input.
 [<AllowNullLiteral>]
-type Linear(units: int, [<Optional; DefaultParameterValue(true)>] useBias: bool, [<Optional; DefaultParameterValue(null: string)>] name: string) =
+type Dense(units: int, [<Optional; DefaultParameterValue(true)>] useBias: bool, [<Optional; DefaultParameterValue(null: string)>] name: string) =
     inherit Module(name)
 
     do
         if units <= 0 then
-            raise (ArgumentOutOfRangeException("units", units, "A Linear layer needs at least one output unit."))
+            raise (ArgumentOutOfRangeException("units", units, "A Dense layer needs at least one output unit."))
 
     /// The number of output units.
     member _.Units = units
@@ -53,7 +53,7 @@ type Linear(units: int, [<Optional; DefaultParameterValue(true)>] useBias: bool,
 /// entries created on first use, so the input channels are taken from the first input. The kernel
 /// starts uniform in ±1/sqrt(fan-in), as TorchSharp's Conv2d does; the bias starts at zero.
 [<AllowNullLiteral>]
-type Conv2d
+type Conv2D
     (
         channels: int,
         kernel: int,
@@ -66,13 +66,13 @@ type Conv2d
 
     do
         if channels <= 0 then
-            raise (ArgumentOutOfRangeException("channels", channels, "A Conv2d layer needs at least one output channel."))
+            raise (ArgumentOutOfRangeException("channels", channels, "A Conv2D layer needs at least one output channel."))
         if kernel <= 0 then
-            raise (ArgumentOutOfRangeException("kernel", kernel, "A Conv2d kernel must be at least 1 wide."))
+            raise (ArgumentOutOfRangeException("kernel", kernel, "A Conv2D kernel must be at least 1 wide."))
         if stride <= 0 then
-            raise (ArgumentOutOfRangeException("stride", stride, "A Conv2d stride must be at least 1."))
+            raise (ArgumentOutOfRangeException("stride", stride, "A Conv2D stride must be at least 1."))
         if padding < 0 then
-            raise (ArgumentOutOfRangeException("padding", padding, "A Conv2d padding cannot be negative."))
+            raise (ArgumentOutOfRangeException("padding", padding, "A Conv2D padding cannot be negative."))
 
     /// The number of output channels.
     member _.Channels = channels
@@ -96,12 +96,12 @@ type Conv2d
 /// Layer normalisation over the last axis written in Ninjax's idiom: the scale <c>scale</c>
 /// (ones) and offset <c>offset</c> (zeros) are state entries created on first use.
 [<AllowNullLiteral>]
-type LayerNorm([<Optional; DefaultParameterValue(1e-5)>] eps: float, [<Optional; DefaultParameterValue(null: string)>] name: string) =
+type LayerNormalization([<Optional; DefaultParameterValue(1e-5)>] eps: float, [<Optional; DefaultParameterValue(null: string)>] name: string) =
     inherit Module(name)
 
     do
         if not (eps > 0.0) then
-            raise (ArgumentOutOfRangeException("eps", eps, "LayerNorm's eps must be positive."))
+            raise (ArgumentOutOfRangeException("eps", eps, "LayerNormalization's eps must be positive."))
 
     /// Normalises the last axis of <paramref name="x"/>.
     member this.Forward(x: torch.Tensor) : torch.Tensor =
