@@ -11,10 +11,12 @@ internal sealed class Purified<TArgs, TResult>
     private readonly FSharpFunc<TArgs, TResult> function;
     private readonly Options options;
 
-    public Purified(Func<TArgs, TResult> function, bool nested, string? name, bool donate)
+    public Purified(Delegate original, Func<TArgs, TResult> function, bool nested, string? name, bool donate)
     {
         this.function = FuncConvert.FromFunc(function);
-        var options = OptionsModule.defaults;
+        // Messages show the C# API, and name the function after the method it runs (GanModel.Train).
+        var options = OptionsModule.withLanguage(Language.CSharp, OptionsModule.defaults);
+        name ??= Naming.ofFunction(original) ?? Text.unnamed(Language.CSharp);
         if (nested) options = OptionsModule.nested(options);
         if (donate) options = OptionsModule.donating(options);
         if (name is not null) options = OptionsModule.named(name, options);
@@ -34,14 +36,14 @@ internal sealed class Purified<TArgs, TResult>
 
     public (State State, TResult Output) Run(State state, TArgs args, long? seed, bool? create, bool? modify, bool? ignore)
     {
-        var outcome = NjModule.purifyTracked(For(seed, create, modify, ignore), function, state, args);
+        var outcome = NjModule.call(For(seed, create, modify, ignore), function, state, args);
         return (outcome.State, outcome.Output);
     }
 
     public (State State, TResult Output, IReadOnlySet<string> Read, IReadOnlySet<string> Modified, IReadOnlySet<string> Created) Track(
         State state, TArgs args, long? seed, bool? create, bool? modify, bool? ignore)
     {
-        var outcome = NjModule.purifyTracked(For(seed, create, modify, ignore), function, state, args);
+        var outcome = NjModule.call(For(seed, create, modify, ignore), function, state, args);
         return (outcome.State, outcome.Output, KeySet(outcome.Read), KeySet(outcome.Modified), KeySet(outcome.Created));
     }
 
@@ -61,6 +63,6 @@ internal static class Purified
     public static Purified<TArgs, TResult> Of<TArgs, TResult>(Delegate? original, Func<TArgs, TResult> call, bool nested, string? name, bool donate = false)
     {
         ArgumentNullException.ThrowIfNull(original, "function");
-        return new Purified<TArgs, TResult>(call, nested, name, donate);
+        return new Purified<TArgs, TResult>(original, call, nested, name, donate);
     }
 }

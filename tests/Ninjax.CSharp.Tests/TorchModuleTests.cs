@@ -99,7 +99,7 @@ public class TorchModuleTests
         var state = Nj.Init(model.Predict)(States.Empty, X, seed: 0);
         var e = Raises<ArgumentException>(() => Nj.Pure((Tensor x) => model.Enc.Forward(x))(state, ones(3, 5)));
         Assert.Contains("model/enc", e.Message);
-        Assert.Contains("[|3L; 5L|]", e.Message);
+        Assert.Contains("[3, 5]", e.Message);
         var native = Raises<NotSupportedException>(() => new TorchModule<TorchSharp.Modules.GRU>(() => nn.GRU(4, 4), "gru"));
         Assert.Contains("GRU", native.Message);
     }

@@ -135,10 +135,10 @@ let tests =
             let msg = throwsWith<ArgumentException> (fun () -> call (fun () -> Nj.scan (fun c x -> c, x) () (scalar 1f)))
             mentions msg [ "scalar" ]
             let msg = throwsWith<ArgumentOutOfRangeException> (fun () -> call (fun () -> Nj.scanAxis 2 (fun c x -> c, x) () (torch.ones(2L, 2L))))
-            mentions msg [ "axis 2"; "[|2L; 2L|]" ]
+            mentions msg [ "axis 2"; "[2, 2]" ]
             let ragged (i: int) (x: torch.Tensor) = i + 1, (if i = 0 then x else torch.cat ([| x; x |], 0L))
             let msg = throwsWith<InvalidOperationException> (fun () -> call (fun () -> Nj.scan ragged 0 (torch.ones(3L, 2L))))
-            mentions msg [ "step 1"; "[|4L|]"; "[|2L|]" ]
+            mentions msg [ "step 1"; "[4]"; "[2]" ]
 
         testCase "whileLoop counts with state and creates its entries at init even when it never loops" <| fun () ->
             let counter = Counter "loop"

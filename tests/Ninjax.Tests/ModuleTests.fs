@@ -154,7 +154,7 @@ let tests =
             let state = Nj.init 0L chain.Run State.empty ()
             let bad = Nj.purify (fun () -> chain.First.Write(torch.zeros 3L))
             let msg = throwsWith<ArgumentException> (fun () -> bad state () |> ignore)
-            mentions msg [ "chain2/first/value"; "[|2L|]"; "[|3L|]" ]
+            mentions msg [ "chain2/first/value"; "[2]"; "[3]" ]
             let missing = Nj.purify (fun () -> chain.Read "nothing")
             let msg = throwsWith<KeyNotFoundException> (fun () -> missing state () |> ignore)
             mentions msg [ "chain2/nothing" ]

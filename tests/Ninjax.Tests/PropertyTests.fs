@@ -91,7 +91,8 @@ let check (maxTest: int) (name: string) (property: 'P) =
 
 /// Options with a seed and flags.
 let optsOf (seed: int64) (create: bool) (modify: bool) (ignore: bool) : Options =
-    Options.seeded seed |> Options.withCreate create |> Options.withModify modify |> Options.withIgnore ignore
+    // One name for the monadic program and the impure function, so that their messages compare equal.
+    Options.seeded seed |> Options.withCreate create |> Options.withModify modify |> Options.withIgnore ignore |> Options.named "f"
 
 // =============================================================================================
 // The instruction language

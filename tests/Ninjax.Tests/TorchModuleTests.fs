@@ -360,14 +360,14 @@ let tests =
             let enc = TorchModule((fun () -> torch.nn.Linear(64L, 128L)), name = "enc")
             let state = Nj.init 0L enc.Forward State.empty (torch.randn(2L, 64L))
             let msg = throwsWith<ArgumentException> (fun () -> Nj.purify enc.Forward state (torch.randn(4L, 32L)) |> ignore)
-            mentions msg [ "enc"; "Linear"; "[|4L; 32L|]"; "4x32"; "64x128" ]
+            mentions msg [ "enc"; "Linear"; "[4, 32]"; "4x32"; "64x128" ]
 
         testCase "a state entry of another shape is named with both shapes" <| fun () ->
             let small = TorchModule((fun () -> torch.nn.Linear(4L, 2L)), name = "lin")
             let big = TorchModule((fun () -> torch.nn.Linear(8L, 2L)), name = "lin")
             let state = Nj.init 0L small.Forward State.empty (torch.randn(1L, 4L))
             let msg = throwsWith<ArgumentException> (fun () -> Nj.purify big.Forward state (torch.randn(1L, 8L)) |> ignore)
-            mentions msg [ "lin/weight"; "[|2L; 4L|]"; "[|2L; 8L|]" ]
+            mentions msg [ "lin/weight"; "[2, 4]"; "[2, 8]" ]
 
         testCase "a missing entry outside init is named" <| fun () ->
             let lin = TorchModule((fun () -> torch.nn.Linear(4L, 2L)), name = "lin")
@@ -390,12 +390,12 @@ let tests =
             let lstm = TorchModule((fun () -> torch.nn.LSTM(3L, 4L)), name = "lstm")
             let state = Nj.init 0L lstm.Forward State.empty (torch.randn(5L, 2L, 3L))
             let msg = throwsWith<ArgumentException> (fun () -> Nj.purify lstm.Forward state (torch.randn(5L, 2L, 7L)) |> ignore)
-            mentions msg [ "lstm"; "(seq, batch, 3)"; "[|5L; 2L; 7L|]" ]
+            mentions msg [ "lstm"; "(seq, batch, 3)"; "[5, 2, 7]" ]
             let bad = torch.zeros(1L, 3L, 4L)
             let msg =
                 throwsWith<ArgumentException> (fun () ->
                     Nj.purify (fun (x: T) -> lstm.ForwardLstm(x, bad, bad)) state (torch.randn(5L, 2L, 3L)) |> ignore)
-            mentions msg [ "h0"; "[|1L; 2L; 4L|]"; "[|1L; 3L; 4L|]" ]
+            mentions msg [ "h0"; "[1, 2, 4]"; "[1, 3, 4]" ]
 
         testCase "Forward on a module that does not map a tensor to a tensor points to Call" <| fun () ->
             let bilinear = TorchModule((fun () -> torch.nn.Bilinear(2L, 3L, 4L)), name = "bi")
@@ -412,7 +412,7 @@ let tests =
             let conv = Conv2D(4, 3, name = "conv")
             let state = Nj.init 0L conv.Forward State.empty (torch.randn(1L, 3L, 8L, 8L))
             let msg = throwsWith<ArgumentException> (fun () -> Nj.purify conv.Forward state (torch.randn(1L, 2L, 8L, 8L)) |> ignore)
-            mentions msg [ "conv"; "3 input channels"; "[|1L; 2L; 8L; 8L|]" ]
+            mentions msg [ "conv"; "3 input channels"; "[1, 2, 8, 8]" ]
             let msg = throwsWith<ArgumentException> (fun () -> Nj.purify conv.Forward state (torch.randn(8L, 8L)) |> ignore)
-            mentions msg [ "[|8L; 8L|]"; "[batch; channels; height; width]" ]
+            mentions msg [ "[8, 8]"; "[batch, channels, height, width]" ]
     ]

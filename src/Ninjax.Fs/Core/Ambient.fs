@@ -24,13 +24,22 @@ module Ambient =
     /// The innermost frame, or null outside any purified call.
     let tryCurrent () : Frame = current.Value
 
+    /// The language of the code calling Ninjax, for an error message: the current call's (free)
+    /// inside a purified call, else found by walking the stack (error paths only).
+    let language () : Language =
+        match current.Value with
+        | null -> Caller.fromStack ()
+        | f -> f.Env.Language
+
     /// The innermost frame; a clear error outside any purified call.
     let currentFrame () : Frame =
         match current.Value with
         | null ->
             raise (
                 InvalidOperationException(
-                    "No Ninjax context: state can only be read or written inside a purified call. Wrap the function with Nj.purify or Nj.init and call that."
+                    sprintf
+                        "No Ninjax context: state can only be read or written inside a purified call. Wrap the function with %s and call that."
+                        (Text.code (Caller.fromStack ()) "Nj.purify or Nj.init" "Nj.Pure or Nj.Init")
                 )
             )
         | f -> f

@@ -50,10 +50,10 @@ module internal ControlFlow =
             let rank = int xs.Dimensions
             if rank = 0 then raise (ArgumentException("scan needs xs with at least one axis; it got a scalar.", "xs"))
             if axis < -rank || axis >= rank then
-                raise (ArgumentOutOfRangeException("axis", axis, sprintf "scan axis %d is out of range for xs of shape %A." axis xs.shape))
+                raise (ArgumentOutOfRangeException("axis", axis, sprintf "scan axis %d is out of range for xs of shape %s." axis (Text.shape xs)))
             let axis = if axis < 0 then axis + rank else axis
             let length = xs.shape.[axis]
-            if length = 0L then raise (ArgumentException(sprintf "scan over axis %d of shape %A has no steps." axis xs.shape, "xs"))
+            if length = 0L then raise (ArgumentException(sprintf "scan over axis %d of shape %s has no steps." axis (Text.shape xs), "xs"))
             let mutable c = carry
             let mutable w = world
             let ys = ResizeArray<torch.Tensor>()
@@ -64,7 +64,7 @@ module internal ControlFlow =
                 if ys.Count > 0 && (y.shape <> ys.[0].shape || y.dtype <> ys.[0].dtype) then
                     raise (
                         InvalidOperationException(
-                            sprintf "scan step %d returned shape %A dtype %O, but step 0 returned shape %A dtype %O; every step must return the same." i y.shape y.dtype ys.[0].shape ys.[0].dtype
+                            sprintf "scan step %d returned shape %s dtype %O, but step 0 returned shape %s dtype %O; every step must return the same." i (Text.shape y) y.dtype (Text.shape ys.[0]) ys.[0].dtype
                         )
                     )
                 ys.Add y

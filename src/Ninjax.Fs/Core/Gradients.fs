@@ -117,7 +117,7 @@ module internal Gradients =
             if loss.numel () <> 1L then
                 raise (
                     ArgumentException(
-                        sprintf "The differentiated function must return a scalar loss; it returned shape %A (%d elements)." loss.shape (loss.numel ())
+                        sprintf "The differentiated function must return a scalar loss; it returned shape %s (%d elements)." (Text.shape loss) (loss.numel ())
                     )
                 )
             if not loss.requires_grad then

@@ -49,16 +49,19 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
             raise (
                 InvalidOperationException(
                     sprintf
-                        "A %s named '%s' was constructed while '%s' was being built, without going through Sub. Create submodules with parent.Sub(\"name\", fun () -> ...) so they are scoped under their parent."
+                        "A %s named '%s' was constructed while '%s' was being built, without going through Sub. Create submodules with %s so they are scoped under their parent."
                         (this.GetType().Name) name (stack.Peek().Path)
+                        (Text.code (Ambient.language ()) "this.Sub(\"name\", fun () -> ...)" "Sub(\"name\", () => new ...)")
                 )
             )
         elif isNull name then
             raise (
                 ArgumentException(
                     sprintf
-                        "A top-level %s needs a name (pass name = \"model\" to its constructor), or create it as a submodule with parent.Sub(\"name\", ...)."
-                        (this.GetType().Name),
+                        "A top-level %s needs a name (pass %s to its constructor), or create it as a submodule with %s."
+                        (this.GetType().Name)
+                        (Text.code (Ambient.language ()) "name = \"model\"" "name: \"model\"")
+                        (Text.code (Ambient.language ()) "parent.Sub(\"name\", fun () -> ...)" "parent.Sub(\"name\", () => new ...)"),
                     "name"
                 )
             )

@@ -28,6 +28,8 @@ type Env =
         Seed: int64 option
         /// The purified function's name, for error messages.
         Name: string
+        /// The language of the code that made the purified call, for error messages.
+        Language: Language
         /// How many gradients enclose this point; above zero, gradients keep their graph.
         GradDepth: int
         /// Generators handed out by rng, released when the purified call returns.
@@ -56,50 +58,63 @@ type World =
 [<Struct>]
 type Nj<'T> = Nj of (Env -> World -> struct ('T * World))
 
-/// The errors every operation raises, in one place so their wording stays consistent.
+/// The errors every operation raises, in one place so their wording stays consistent. Each names
+/// the API in the caller's language (env.Language) and shapes as [32, 128].
 module internal Errors =
 
-    let flagText (f: Flags) = sprintf "create=%b, modify=%b, ignore=%b" f.Create f.Modify f.Ignore
+    let flagText (language: Language) (f: Flags) =
+        String.Join(", ", [ Text.flag language "create" f.Create; Text.flag language "modify" f.Modify; Text.flag language "ignore" f.Ignore ])
 
     let missing (env: Env) (world: World) (key: string) : exn =
         let near = State.nearby key world.State
         let nearText =
             if near.IsEmpty then "the state is empty"
             else "nearby existing keys: " + String.Join(", ", near)
+        let lang = env.Language
         KeyNotFoundException(
             sprintf
-                "State key '%s' does not exist (%s) in %s with %s. Give a constructor to create it, and run with create=true or through Nj.init."
-                key nearText env.Name (flagText env.Flags)
+                "State key '%s' does not exist (%s) in %s with %s. Give a constructor to create it (%s), and run with %s or through %s."
+                key nearText env.Name (flagText lang env.Flags)
+                (Text.code lang "this.Get(name, fun () -> ...)" "Get(name, () => ...)")
+                (Text.code lang "Options.withCreate true" "create: true")
+                (Text.code lang "Nj.init" "Nj.Init")
         )
         :> exn
 
     let cannotCreate (env: Env) (key: string) (value: torch.Tensor) : exn =
+        let lang = env.Language
         InvalidOperationException(
             sprintf
-                "Cannot create state key '%s' (shape %A, dtype %O) in %s: creating is off (%s). Run Nj.init first or pass create=true."
-                key value.shape value.dtype env.Name (flagText env.Flags)
+                "Cannot create state key '%s' (shape %s, dtype %O) in %s: creating is off (%s). Run %s first or pass %s."
+                key (Text.shape value) value.dtype env.Name (flagText lang env.Flags)
+                (Text.code lang "Nj.init" "Nj.Init")
+                (Text.code lang "Options.withCreate true" "create: true")
         )
         :> exn
 
     let cannotModify (env: Env) (key: string) (old: torch.Tensor) (value: torch.Tensor) : exn =
         InvalidOperationException(
             sprintf
-                "Cannot modify state key '%s' in %s: modify=false (%s). You were changing it from shape %A dtype %O to shape %A dtype %O."
-                key env.Name (flagText env.Flags) old.shape old.dtype value.shape value.dtype
+                "Cannot modify state key '%s' in %s: %s (%s). You were changing it from shape %s dtype %O to shape %s dtype %O."
+                key env.Name (Text.flag env.Language "modify" false) (flagText env.Language env.Flags)
+                (Text.shape old) old.dtype (Text.shape value) value.dtype
         )
         :> exn
 
     let mismatch (key: string) (old: torch.Tensor) (value: torch.Tensor) : exn =
         ArgumentException(
             sprintf
-                "Cannot write state key '%s': it holds shape %A dtype %O, the new value has shape %A dtype %O. Writes must keep shape and dtype."
-                key old.shape old.dtype value.shape value.dtype
+                "Cannot write state key '%s': it holds shape %s dtype %O, the new value has shape %s dtype %O. Writes must keep shape and dtype."
+                key (Text.shape old) old.dtype (Text.shape value) value.dtype
         )
         :> exn
 
     let noSeed (env: Env) : exn =
         InvalidOperationException(
-            sprintf "%s asked for randomness but no seed was given: pass a seed to the purified call (for example Nj.purifyWith (Options.seeded 0L) f, or Nj.init 0L f)." env.Name
+            sprintf "%s asked for randomness but no seed was given: %s." env.Name
+                (Text.code env.Language
+                    "pass a seed to the purified call (for example Nj.purifyWith (Options.seeded 0L) f, or Nj.init 0L f)"
+                    "pass one to the purified function when you call it (for example train(state, x, seed: 0), or Nj.Init(f)(state, x, seed: 0))")
         )
         :> exn
 

@@ -11,18 +11,24 @@ module Nj =
     let private lift (f: 'A -> 'B) : 'A -> Nj<'B> = fun a -> Ambient.ofImpure (fun () -> f a)
 
     /// Purifies an impure function with options: <c>state, output = f' state arg</c> (ninjax's pure).
-    let purifyWith (opts: Options) (f: 'A -> 'B) : State -> 'A -> State * 'B = Purify.fn opts (lift f)
+    /// Messages name it after the method it calls (<c>MyModel.Train</c>) unless the options name it.
+    let purifyWith (opts: Options) (f: 'A -> 'B) : State -> 'A -> State * 'B = Purify.fn (Options.namedAfter f opts) (lift f)
 
     /// Purifies an impure function with default options: no seed, create off, modify on.
     let purify (f: 'A -> 'B) : State -> 'A -> State * 'B = purifyWith Options.defaults f
 
     /// Purifies an impure function and also returns the keys it read, modified and created (track=true).
     let purifyTracked (opts: Options) (f: 'A -> 'B) : State -> 'A -> Outcome<'B> =
+        let opts = Options.namedAfter f opts
         fun state arg -> Purify.run opts (lift f arg) state
+
+    /// One call of an impure function on a state, with options that already name it: the C#
+    /// facade's path, which purifies once and calls this per step.
+    let internal call (opts: Options) (f: 'A -> 'B) (state: State) (arg: 'A) : Outcome<'B> = Purify.run opts (lift f arg) state
 
     /// Runs an impure function with create and ignore on and returns the state it populates
     /// (ninjax's init). Existing entries are kept as they are.
-    let initWith (opts: Options) (f: 'A -> 'B) : State -> 'A -> State = Purify.init opts (lift f)
+    let initWith (opts: Options) (f: 'A -> 'B) : State -> 'A -> State = Purify.init (Options.namedAfter f opts) (lift f)
 
     /// initWith with a seed, the common case: <c>Nj.init 0L model.Train State.empty (x, y)</c>.
     let init (seed: int64) (f: 'A -> 'B) : State -> 'A -> State = initWith (Options.seeded seed) f

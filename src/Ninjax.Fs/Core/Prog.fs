@@ -152,7 +152,7 @@ module Prog =
                 if not (kv.Key.StartsWith(prefix, StringComparison.Ordinal)) then
                     raise (
                         ArgumentException(
-                            sprintf "Key '%s' does not belong to scope '%s': putm only writes keys under '%s'." kv.Key env.Scope prefix,
+                            sprintf "Key '%s' does not belong to scope '%s': %s only writes keys under '%s'." kv.Key env.Scope (Text.code env.Language "putm" "PutM") prefix,
                             "entries"
                         )
                     )

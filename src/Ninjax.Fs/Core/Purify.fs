@@ -28,8 +28,12 @@ type Options =
         /// the state's tensors in place (the Optimizer does) and frees the entries it replaces;
         /// the state passed in may not be used again. Top-level calls only.
         Donate: bool
-        /// The function's name, for error messages.
+        /// The function's name, for error messages; null takes the name of the method purified
+        /// (<c>MyModel.Train</c>) when one is found.
         Name: string
+        /// The language of the code that purifies, so that error messages show the API in the form
+        /// it writes (the C# facade sets CSharp).
+        Language: Language
     }
 
 /// Building options.
@@ -38,7 +42,7 @@ module Options =
 
     /// No seed, default flags, not nested.
     let defaults =
-        { Seed = None; Create = None; Modify = None; Ignore = None; Nested = false; Donate = false; Name = "the purified function" }
+        { Seed = None; Create = None; Modify = None; Ignore = None; Nested = false; Donate = false; Name = null; Language = Language.FSharp }
 
     /// Default options with a seed.
     let seeded (seed: int64) = { defaults with Seed = Some seed }
@@ -65,6 +69,21 @@ module Options =
 
     /// Names the function for error messages.
     let named (name: string) (o: Options) = { o with Name = name }
+
+    /// Sets the language error messages use to show the API (the C# facade sets CSharp).
+    let withLanguage (language: Language) (o: Options) = { o with Language = language }
+
+    /// Options named after <paramref name="f"/> (its method, such as <c>MyModel.Train</c>) unless
+    /// they have a name: found once per function type, when a function is purified.
+    let internal namedAfter (f: obj) (o: Options) =
+        if isNull o.Name then
+            match Naming.ofFunction f with
+            | null -> o
+            | name -> { o with Name = name }
+        else o
+
+    /// The name a call shows in messages.
+    let internal nameOf (o: Options) = if isNull o.Name then Text.unnamed o.Language else o.Name
 
 /// The outcome of a purified call with tracking: the new state, the output, and the keys the
 /// call read, modified (even if ignored) and created.
@@ -188,7 +207,7 @@ module Purify =
 
     /// The flags a call runs with, from its options and the enclosing call (if any). An inner
     /// call may not loosen the outer call's flags.
-    let internal resolveFlags (opts: Options) (outer: Frame) : Flags =
+    let internal resolveFlags (opts: Options) (name: string) (outer: Frame) : Flags =
         match outer with
         | null ->
             {
@@ -197,12 +216,13 @@ module Purify =
                 Ignore = defaultArg opts.Ignore false
             }
         | frame ->
+            let lang = opts.Language
             if not opts.Nested then
                 raise (
                     InvalidOperationException(
                         sprintf
-                            "%s is called inside %s, another purified call. If that is intended, purify the inner function with nested options (Options.nested)."
-                            opts.Name frame.Env.Name
+                            "%s is called inside %s, another purified call. If that is intended, purify the inner function as nested (%s)."
+                            name frame.Env.Name (Text.code lang "Nj.purifyWith (Options.defaults |> Options.nested) f" "Nj.Pure(f, nested: true)")
                     )
                 )
             let o = frame.Env.Flags
@@ -212,12 +232,14 @@ module Purify =
                     Modify = defaultArg opts.Modify o.Modify
                     Ignore = defaultArg opts.Ignore o.Ignore
                 }
-            if flags.Create && not o.Create then
-                raise (InvalidOperationException(sprintf "%s asks for create=true inside %s, which has create=false; an inner call cannot loosen its flags." opts.Name frame.Env.Name))
-            if flags.Modify && not o.Modify then
-                raise (InvalidOperationException(sprintf "%s asks for modify=true inside %s, which has modify=false; an inner call cannot loosen its flags." opts.Name frame.Env.Name))
-            if o.Ignore && not flags.Ignore then
-                raise (InvalidOperationException(sprintf "%s asks for ignore=false inside %s, which has ignore=true; an inner call cannot loosen its flags." opts.Name frame.Env.Name))
+            let loosen flag value =
+                InvalidOperationException(
+                    sprintf "%s asks for %s inside %s, which has %s; an inner call cannot loosen its flags."
+                        name (Text.flag lang flag value) frame.Env.Name (Text.flag lang flag (not value))
+                )
+            if flags.Create && not o.Create then raise (loosen "create" true)
+            if flags.Modify && not o.Modify then raise (loosen "modify" true)
+            if o.Ignore && not flags.Ignore then raise (loosen "ignore" false)
             flags
 
     /// What a donating call does when it returns: the checks that its output and new state do
@@ -225,7 +247,7 @@ module Purify =
     /// from the one after); the replaced entries of the donated state freed, unless the output,
     /// the new state or another key of the donated state still holds them; and the donated state
     /// marked. Returns the world with the state the caller gets.
-    let private finishDonation (name: string) (donation: Donation) (world: World) (fromOutput: ResizeArray<torch.Tensor>) (walked: HashSet<obj>) : World =
+    let private finishDonation (name: string) (language: Language) (donation: Donation) (world: World) (fromOutput: ResizeArray<torch.Tensor>) (walked: HashSet<obj>) : World =
         let donated = donation.Input
         let now = world.State.Entries
         // Only for error messages: the first key other than `except` that holds the tensor.
@@ -238,7 +260,7 @@ module Purify =
             if donation.WasOverwritten t then
                 raise (
                     InvalidOperationException(
-                        sprintf "%s returns the tensor of state entry '%s', which it updated in place because its state was donated (Options.donate): the output cannot tell the value before the update from the one after. Return a copy (tensor.clone()), or purify without donation." name (keyOf t "")
+                        sprintf "%s returns the tensor of state entry '%s', which it updated in place because its state was donated (%s): the output cannot tell the value before the update from the one after. Return a copy (tensor.clone()), or purify without donation." name (keyOf t "") (Text.code language "Options.donating" "donate: true")
                     )
                 )
         // The new values of the keys the call wrote; an overwritten tensor must be one key's only.
@@ -248,7 +270,7 @@ module Purify =
             | Some v when not v.IsInvalid && not (written.Add v.Handle) && donation.WasOverwritten v ->
                 raise (
                     InvalidOperationException(
-                        sprintf "%s wrote the tensor of state entry '%s' under '%s' too, and updated it in place because its state was donated (Options.donate): the two keys would share one tensor. Write a copy (tensor.clone()), or purify without donation." name (keyOf v key) key
+                        sprintf "%s wrote the tensor of state entry '%s' under '%s' too, and updated it in place because its state was donated (%s): the two keys would share one tensor. Write a copy (tensor.clone()), or purify without donation." name (keyOf v key) key (Text.code language "Options.donating" "donate: true")
                     )
                 )
             | _ -> ()
@@ -266,22 +288,24 @@ module Purify =
         // state itself (Prog.state before any write), or when it is empty (the shared State.empty
         // must stay usable).
         if not (obj.ReferenceEquals(world.State, donated)) && not (walked.Contains donated) && donated.Count > 0 then
-            donated.Donate name
+            donated.Donate(name, language)
         world
 
     /// Runs a program on a state and returns the outcome. The input state is never changed,
     /// unless the options donate it. Tensors the program creates are freed when it returns,
     /// except those in its output and the new or changed state entries.
     let run (opts: Options) (program: Nj<'T>) (state: State) : Outcome<'T> =
-        if isNull state then raise (ArgumentNullException("state", "Pass a state (State.empty to start from nothing)."))
+        if isNull state then
+            raise (ArgumentNullException("state", sprintf "Pass a state (%s to start from nothing)." (Text.code opts.Language "State.empty" "States.Empty")))
         // A state donated before cannot be used again: this raises, naming the call it went to.
         state.Entries |> ignore
         let outer = Ambient.tryCurrent ()
-        let flags = resolveFlags opts outer
+        let name = Options.nameOf opts
+        let flags = resolveFlags opts name outer
         if opts.Donate && not (isNull outer) then
             raise (
                 InvalidOperationException(
-                    sprintf "%s donates its state (Options.donate) but runs inside %s: only a top-level call can take over its caller's state. Purify the inner function without donation." opts.Name outer.Env.Name
+                    sprintf "%s donates its state (%s) but runs inside %s: only a top-level call can take over its caller's state. Purify the inner function without donation." name (Text.code opts.Language "Options.donating" "donate: true") outer.Env.Name
                 )
             )
         let donation = if opts.Donate then Donation state else null
@@ -290,7 +314,8 @@ module Purify =
                 Scope = ""
                 Flags = flags
                 Seed = opts.Seed
-                Name = opts.Name
+                Name = name
+                Language = opts.Language
                 GradDepth = (if isNull outer then 0 else outer.Env.GradDepth)
                 Disposables = ResizeArray()
                 Donation = donation
@@ -313,7 +338,7 @@ module Purify =
                         | Some v when (match before.TryFind key with Some old -> obj.ReferenceEquals(old, v) | None -> false) -> ()
                         | Some v when scope.Contains v -> scope.MoveToOuter v |> ignore
                         | _ -> ()
-                let world = if isNull donation then world else finishDonation opts.Name donation world fromOutput walked
+                let world = if isNull donation then world else finishDonation name opts.Language donation world fromOutput walked
                 if not (isNull outer) then
                     let w = outer.World
                     outer.World <-
@@ -324,7 +349,7 @@ module Purify =
                 { State = world.State; Output = output; Read = world.Read; Modified = world.Modified; Created = world.Created }
             with _ when not (isNull donation) && donation.OverwrittenCount > 0 ->
                 // Some of the donated tensors hold new values now: the old state is gone.
-                state.Donate(opts.Name + ", which failed after updating some of its tensors in place")
+                state.Donate(name + ", which failed after updating some of its tensors in place", opts.Language)
                 reraise ()
         finally
             scope.Dispose()
@@ -333,6 +358,7 @@ module Purify =
 
     /// A function returning a program, purified: state and argument in, new state and output out.
     let fn (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State * 'B =
+        let opts = Options.namedAfter f opts
         fun state arg ->
             let o = run opts (f arg) state
             o.State, o.Output
@@ -340,5 +366,5 @@ module Purify =
     /// Runs a program with create and ignore on and returns only the state: it adds every entry
     /// the program would create and keeps every existing entry as it was.
     let init (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State =
-        let opts = { opts with Create = Some true; Modify = Some true; Ignore = Some true }
+        let opts = { Options.namedAfter f opts with Create = Some true; Modify = Some true; Ignore = Some true }
         fun state arg -> (run opts (f arg) state).State

@@ -90,14 +90,15 @@ type State internal (entries: Map<string, torch.Tensor>) =
 
     // Set when the state is donated to a call (Options.donate): that call owns its tensors now.
     let mutable donatedTo: string = null
+    let mutable donatedIn = Language.FSharp
 
     let live () =
         if not (isNull donatedTo) then
             raise (
                 InvalidOperationException(
                     sprintf
-                        "This state was donated to %s (Options.donate): that call may have updated its tensors in place and freed the entries it replaced. Use the state the call returned, or purify without donation to keep this one."
-                        donatedTo
+                        "This state was donated to %s (%s): that call may have updated its tensors in place and freed the entries it replaced. Use the state the call returned, or purify without donation to keep this one."
+                        donatedTo (Text.code donatedIn "Options.donating" "donate: true")
                 )
             )
         entries
@@ -108,8 +109,11 @@ type State internal (entries: Map<string, torch.Tensor>) =
     /// The entries as an F# map (shared, not copied).
     member internal _.Entries = live ()
 
-    /// Hands the state over to a donating call; every later use raises, naming the call.
-    member internal _.Donate(callName: string) = donatedTo <- callName
+    /// Hands the state over to a donating call; every later use raises, naming the call in the
+    /// language of the code that made it.
+    member internal _.Donate(callName: string, language: Language) =
+        donatedIn <- language
+        donatedTo <- callName
 
     /// True once the state was donated to a call (Options.donate) and may no longer be used.
     member _.IsDonated = not (isNull donatedTo)
@@ -148,7 +152,7 @@ type State internal (entries: Map<string, torch.Tensor>) =
             let shown =
                 entries
                 |> Seq.truncate 20
-                |> Seq.map (fun kv -> sprintf "%s: %A %O" kv.Key kv.Value.shape kv.Value.dtype)
+                |> Seq.map (fun kv -> sprintf "%s: %s %O" kv.Key (Text.shape kv.Value) kv.Value.dtype)
                 |> String.concat ", "
             let more = if entries.Count > 20 then sprintf ", ... (%d entries)" entries.Count else ""
             "State {" + shown + more + "}"

@@ -64,7 +64,7 @@ module StateOps =
         if not shared.IsEmpty then
             raise (
                 ArgumentException(
-                    sprintf "Cannot merge: both states hold %s." (shared |> List.map (sprintf "'%s'") |> String.concat ", "),
+                    sprintf "Cannot merge: both states hold %s. Use %s to let the right one win." (shared |> List.map (sprintf "'%s'") |> String.concat ", ") (Text.code (Caller.fromStack ()) "State.merge" "Merge"),
                     "right"
                 )
             )
@@ -154,7 +154,7 @@ module StateOps =
         if not (torch.is_floating_point dtype) then
             raise (
                 ArgumentException(
-                    sprintf "castFloating needs a floating-point dtype (Float16, BFloat16, Float32, Float64); it got %O." dtype,
+                    sprintf "%s needs a floating-point dtype (Float16, BFloat16, Float32, Float64); it got %O." (Text.code (Caller.fromStack ()) "castFloating" "CastFloating") dtype,
                     "dtype"
                 )
             )

@@ -216,7 +216,7 @@ module Checkpoint =
         if metadata.Strings.ContainsKey StepName then
             raise (
                 ArgumentException(
-                    sprintf "The metadata string '%s' is reserved for CheckpointMetadata.Step; use the Step field." StepName,
+                    sprintf "The metadata string '%s' is reserved for the step; %s." StepName (Text.code (Caller.fromStack ()) "set CheckpointMetadata's Step field" "pass it as step:"),
                     "metadata"
                 )
             )

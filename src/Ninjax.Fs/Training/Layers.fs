@@ -38,7 +38,7 @@ type Dense(units: int, [<Optional; DefaultParameterValue(true)>] useBias: bool, 
         if w.size 0 <> inputs then
             raise (
                 ArgumentException(
-                    sprintf "%O was built for inputs of size %d on the last axis; it got shape %A." this w.shape.[0] x.shape,
+                    sprintf "%O was built for inputs of size %d on the last axis; it got shape %s." this (w.size 0) (Text.shape x),
                     "x"
                 )
             )
@@ -80,16 +80,16 @@ type Conv2D
     /// Applies the convolution to <paramref name="x"/> of shape [batch; channels; height; width].
     member this.Forward(x: torch.Tensor) : torch.Tensor =
         if x.Dimensions <> 4L then
-            raise (ArgumentException(sprintf "%O expects input of shape [batch; channels; height; width]; it got shape %A." this x.shape, "x"))
+            raise (ArgumentException(sprintf "%O expects input of shape [batch, channels, height, width]; it got shape %s." this (Text.shape x), "x"))
         let inputs = x.size 1
         let k = int64 kernel
         let w =
             this.Get("w", fun () -> Init.uniform (1.0 / sqrt (float (inputs * k * k))) [| int64 channels; inputs; k; k |])
         if w.size 1 <> inputs then
-            raise (ArgumentException(sprintf "%O was built for %d input channels; it got shape %A." this w.shape.[1] x.shape, "x"))
+            raise (ArgumentException(sprintf "%O was built for %d input channels; it got shape %s." this (w.size 1) (Text.shape x), "x"))
         let size = padding * 2 + int (x.size 2), padding * 2 + int (x.size 3)
         if fst size < kernel || snd size < kernel then
-            raise (ArgumentException(sprintf "%O has a %dx%d kernel, larger than its padded input %dx%d (input shape %A)." this kernel kernel (fst size) (snd size) x.shape, "x"))
+            raise (ArgumentException(sprintf "%O has a %dx%d kernel, larger than its padded input %dx%d (input shape %s)." this kernel kernel (fst size) (snd size) (Text.shape x), "x"))
         let b = if useBias then this.Get("b", fun () -> torch.zeros([| int64 channels |], dtype = x.dtype)) else null
         torch.nn.functional.conv2d(x, w, b, strides = [| int64 stride; int64 stride |], padding = [| int64 padding; int64 padding |])
 
@@ -110,7 +110,7 @@ type LayerNormalization([<Optional; DefaultParameterValue(1e-5)>] eps: float, [<
         let features = x.size(int x.Dimensions - 1)
         let scale = this.Get("scale", fun () -> torch.ones([| features |], dtype = x.dtype))
         if scale.size 0 <> features then
-            raise (ArgumentException(sprintf "%O was built for %d features on the last axis; it got shape %A." this scale.shape.[0] x.shape, "x"))
+            raise (ArgumentException(sprintf "%O was built for %d features on the last axis; it got shape %s." this (scale.size 0) (Text.shape x), "x"))
         let offset = this.Get("offset", fun () -> torch.zeros([| features |], dtype = x.dtype))
         torch.nn.functional.layer_norm(x, [| features |], scale, offset, eps)
 
@@ -121,7 +121,7 @@ module Ops =
     let maxPool2d (size: int) (x: torch.Tensor) : torch.Tensor =
         if size <= 0 then raise (ArgumentOutOfRangeException("size", size, "The pooling window must be at least 1 wide."))
         if x.Dimensions <> 4L then
-            raise (ArgumentException(sprintf "maxPool2d expects input of shape [batch; channels; height; width]; it got shape %A." x.shape, "x"))
+            raise (ArgumentException(sprintf "%s expects input of shape [batch, channels, height, width]; it got shape %s." (Text.code (Ambient.language ()) "Ops.maxPool2d" "MaxPool2d") (Text.shape x), "x"))
         torch.nn.functional.max_pool2d(x, [| int64 size; int64 size |])
 
     /// Flattens every axis after the first (the batch axis).

@@ -117,7 +117,7 @@ module Optax =
     let private unitInterval (name: string) (value: float) =
         checkRange name value (value >= 0.0 && value < 1.0) "it must lie in [0, 1)"
 
-    let private describe (t: torch.Tensor) = sprintf "shape %A dtype %O" t.shape t.dtype
+    let private describe (t: torch.Tensor) = sprintf "shape %s dtype %O" (Text.shape t) t.dtype
 
     /// The names that a prefix's entries belong to, for error messages.
     let private ownersUnder (prefix: string) (state: State) =
@@ -286,8 +286,8 @@ module Optax =
                         raise (
                             ArgumentException(
                                 sprintf
-                                    "Members %d and %d of the chain both keep the optimizer state key '%s'. Give one of them its own prefix with Optax.scoped."
-                                    j i k
+                                    "Members %d and %d of the chain both keep the optimizer state key '%s'. Give one of them its own prefix with %s."
+                                    j i k (Text.code (Ambient.language ()) "Optax.scoped" "Optimizers.Scoped")
                             )
                         )
                     | Some _ -> ()

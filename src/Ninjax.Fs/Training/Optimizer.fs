@@ -45,7 +45,12 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
 
     do
         if isNull (box transform) then
-            raise (ArgumentNullException("transform", "An Optimizer needs a gradient transformation, such as Optax.adam 1e-3."))
+            raise (
+                ArgumentNullException(
+                    "transform",
+                    sprintf "An optimizer needs a gradient transformation, such as %s." (Text.code (Ambient.language ()) "Optax.adam 1e-3" "Optimizers.Adam(1e-3)")
+                )
+            )
 
     // Targets that would include the optimizer's own state, rewritten once per target key.
     let excluding = ConcurrentDictionary<string, Target>()

@@ -322,8 +322,8 @@ type TorchModule<'M when 'M :> torch.nn.Module>(make: Func<'M>, [<Optional; Defa
                 raise (
                     ArgumentException(
                         sprintf
-                            "State entry '%s/%s' has shape %A dtype %O, but the %s's '%s' needs shape %A dtype %O."
-                            this.Path e.Key v.shape v.dtype typeName e.TorchName e.Shape e.DType
+                            "State entry '%s/%s' has shape %s dtype %O, but the %s's '%s' needs shape %s dtype %O."
+                            this.Path e.Key (Text.shape v) v.dtype typeName e.TorchName (Text.dims e.Shape) e.DType
                     )
                 )
             v)
@@ -405,11 +405,11 @@ type TorchModule<'M when 'M :> torch.nn.Module>(make: Func<'M>, [<Optional; Defa
         | Rebind ->
             match box template with
             | :? torch.nn.Module<torch.Tensor, torch.Tensor> as m ->
-                this.Rebound(isTraining, (fun () -> sprintf "an input of shape %A" x.shape), fun _ -> m.call x)
+                this.Rebound(isTraining, (fun () -> sprintf "an input of shape %s" (Text.shape x)), fun _ -> m.call x)
             | _ ->
                 raise (
                     NotSupportedException(
-                        sprintf "%O wraps a %s, which does not map one tensor to one tensor; use Call(fun m -> m.forward(...)) instead." this typeName
+                        sprintf "%O wraps a %s, which does not map one tensor to one tensor; use %s instead." this typeName (Text.code (Ambient.language ()) "Call(fun m -> m.forward(...))" "Call(m => m.forward(...))")
                     )
                 )
 
@@ -434,7 +434,7 @@ type TorchModule<'M when 'M :> torch.nn.Module>(make: Func<'M>, [<Optional; Defa
                 if shape.BatchFirst then sprintf "(batch, seq, %d) or (seq, %d)" n n
                 else sprintf "(seq, batch, %d) or (seq, %d)" n n
             if (x.Dimensions <> 2L && x.Dimensions <> 3L) || x.shape.[x.shape.Length - 1] <> shape.InputSize then
-                raise (ArgumentException(sprintf "%O (an LSTM) expects input of shape %s; it got shape %A." this expected x.shape, "x"))
+                raise (ArgumentException(sprintf "%O (an LSTM) expects input of shape %s; it got shape %s." this expected (Text.shape x), "x"))
             if isNull (box h0) <> isNull (box c0) then
                 raise (ArgumentException(sprintf "%O needs both h0 and c0, or neither." this))
             if not (isNull (box h0)) then
@@ -442,7 +442,7 @@ type TorchModule<'M when 'M :> torch.nn.Module>(make: Func<'M>, [<Optional; Defa
                 let want = Array.concat [ [| int64 (shape.Layers * shape.Directions) |]; batch; [| shape.HiddenSize |] ]
                 for nameOf, t in [ "h0", h0; "c0", c0 ] do
                     if t.shape <> want then
-                        raise (ArgumentException(sprintf "%O expects %s of shape %A for input of shape %A; it got shape %A." this nameOf want x.shape t.shape, nameOf))
+                        raise (ArgumentException(sprintf "%O expects %s of shape %s for input of shape %s; it got shape %s." this nameOf (Text.dims want) (Text.shape x) (Text.shape t), nameOf))
             let values = this.StateValues()
             let byName = Dictionary<string, torch.Tensor>()
             entries |> Array.iteri (fun i e -> byName.[e.TorchName] <- values.[i])
