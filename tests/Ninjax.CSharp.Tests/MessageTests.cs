@@ -77,7 +77,7 @@ public class MessageTests
     [Fact]
     public void Shapes_read_as_bracketed_lists_everywhere()
     {
-        var layer = new Linear(4, name: "dense");
+        var layer = new Dense(4, name: "dense");
         var state = Nj.Init(layer.Forward)(States.Empty, ones(2, 3), seed: 0);
         var e = Raises<ArgumentException>(() => Nj.Pure(layer.Forward)(state, ones(2, 5)));
         Assert.Contains("it got shape [2, 5]", e.Message);

@@ -93,7 +93,7 @@ let tests =
             mentions msg [ "pass name = \"model\""; "parent.Sub(\"name\", fun () -> ...)" ]
 
         testCase "shapes read as [32, 128]" <| fun () ->
-            let dense = Linear(4, name = "dense")
+            let dense = Dense(4, name = "dense")
             let state = Nj.init 0L dense.Forward State.empty (torch.ones(2L, 3L))
             let msg = throwsWith<ArgumentException> (fun () -> Nj.purify dense.Forward state (torch.ones(2L, 5L)) |> ignore)
             mentions msg [ "it got shape [2, 5]" ]

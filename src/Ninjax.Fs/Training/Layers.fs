@@ -114,17 +114,20 @@ type LayerNormalization([<Optional; DefaultParameterValue(1e-5)>] eps: float, [<
         let offset = this.Get("offset", fun () -> torch.zeros([| features |], dtype = x.dtype))
         torch.nn.functional.layer_norm(x, [| features |], scale, offset, eps)
 
-/// Stateless operations that small networks put between layers.
+/// Stateless operations that small networks put between layers. C# calls them by their
+/// compiled names: <c>Ops.MaxPool2d(2, x)</c>, <c>Ops.Flatten(x)</c>.
 module Ops =
 
     /// Max pooling over non-overlapping size x size windows of an NCHW tensor.
+    [<CompiledName("MaxPool2d")>]
     let maxPool2d (size: int) (x: torch.Tensor) : torch.Tensor =
         if size <= 0 then raise (ArgumentOutOfRangeException("size", size, "The pooling window must be at least 1 wide."))
         if x.Dimensions <> 4L then
-            raise (ArgumentException(sprintf "%s expects input of shape [batch, channels, height, width]; it got shape %s." (Text.code (Ambient.language ()) "Ops.maxPool2d" "MaxPool2d") (Text.shape x), "x"))
+            raise (ArgumentException(sprintf "%s expects input of shape [batch, channels, height, width]; it got shape %s." (Text.code (Ambient.language ()) "Ops.maxPool2d" "Ops.MaxPool2d") (Text.shape x), "x"))
         torch.nn.functional.max_pool2d(x, [| int64 size; int64 size |])
 
     /// Flattens every axis after the first (the batch axis).
+    [<CompiledName("Flatten")>]
     let flatten (x: torch.Tensor) : torch.Tensor =
         if x.Dimensions = 0L then raise (ArgumentException("flatten expects an input with a batch axis; it got a scalar.", "x"))
         x.flatten 1L
