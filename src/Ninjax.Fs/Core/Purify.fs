@@ -321,6 +321,9 @@ module Purify =
                 Donation = donation
             }
         let world0 = { State = state; Draws = 0L; Read = Set.empty; Modified = Set.empty; Created = Set.empty }
+        // What earlier calls handed out and the caller has dropped since: collect it if it is much.
+        let topLevel = isNull outer
+        if topLevel then NativeMemory.collectIfDue ()
         let scope = torch.NewDisposeScope()
         try
             try
@@ -328,7 +331,12 @@ module Purify =
                 let fromOutput = ResizeArray<torch.Tensor>()
                 let walked = Survivors.collect (box output) fromOutput
                 for t in fromOutput do
-                    if scope.Contains t then scope.MoveToOuter t |> ignore
+                    if scope.Contains t then
+                        scope.MoveToOuter t |> ignore
+                        if topLevel then NativeMemory.handedOut t
+                // A donating call frees the entries it replaces itself; without donation they
+                // wait for the GC, which the new entries' size tells when to come.
+                let counted = topLevel && isNull donation
                 if scope.DisposablesCount > 0 then
                     let before = state.Entries
                     for key in Seq.append world.Created world.Modified do
@@ -336,7 +344,9 @@ module Purify =
                         // A tensor the key held before the call (written back, or updated in place)
                         // was not made in it: no need to ask the scope.
                         | Some v when (match before.TryFind key with Some old -> obj.ReferenceEquals(old, v) | None -> false) -> ()
-                        | Some v when scope.Contains v -> scope.MoveToOuter v |> ignore
+                        | Some v when scope.Contains v ->
+                            scope.MoveToOuter v |> ignore
+                            if counted then NativeMemory.handedOut v
                         | _ -> ()
                 let world = if isNull donation then world else finishDonation name opts.Language donation world fromOutput walked
                 if not (isNull outer) then
