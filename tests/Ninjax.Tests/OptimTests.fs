@@ -50,7 +50,7 @@ let private runFusedWith (inPlace: bool) (t: GradientTransformation) (parameters
     let mutable ps = parameters |> List.map (fun (k, p: torch.Tensor) -> k, p.clone ()) |> State.ofSeq
     let mutable s = t.Init ps
     for step in grads do
-        let next, state = apply (fun _ -> inPlace) (State.ofSeq step) s ps
+        let next, state = apply { Grads = State.ofSeq step; OptState = s; Params = ps; GradScale = 1.0; MayOverwrite = fun _ -> inPlace }
         if inPlace then
             for KeyValue(k, p) in State.toMap ps do
                 Expect.isTrue (obj.ReferenceEquals(next.[k], p)) (sprintf "'%s' was updated in place" k)

@@ -4,6 +4,25 @@ open System
 open System.Collections.Generic
 open TorchSharp
 
+/// What a fused optimizer step (GradientTransformation.Apply) is given.
+[<NoEquality; NoComparison>]
+type FusedStepInput =
+    {
+        /// The gradients, keyed by parameter key.
+        Grads: State
+        /// The optimizer state, keyed as the transformation's Init keys it.
+        OptState: State
+        /// The parameters, keyed by parameter key.
+        Params: State
+        /// A factor every gradient is multiplied by first (gradient clipping's); 1 leaves the
+        /// gradients as they are.
+        GradScale: float
+        /// Says whether a parameter or optimizer-state tensor was handed over by the caller, so
+        /// the step may write its next value into it in place and return it (the Optimizer
+        /// module asks this of a donating call); <c>fun _ -> false</c> leaves every input as it was.
+        MayOverwrite: torch.Tensor -> bool
+    }
+
 /// A gradient transformation in Optax's shape: two pure functions over states. Parameters,
 /// gradients and updates are states keyed by parameter key; the optimizer state is a state whose
 /// keys derive from the parameter keys (<c>mu/model/h1/w</c>, <c>nu/model/h1/w</c>) plus the step
@@ -16,14 +35,16 @@ type GradientTransformation =
         /// Turns gradients (or the updates of the previous transformation in a chain) into
         /// updates: <c>update grads optState params</c> returns <c>updates, newOptState</c>.
         Update: State -> State -> State -> State * State
-        /// A fused step some optimizers provide: <c>apply mayOverwrite grads optState params</c>
-        /// returns <c>newParams, newOptState</c>, the same as applying Update's updates (up to
-        /// rounding: it follows torch.optim's order of operations) in fewer passes over memory.
-        /// <c>mayOverwrite t</c> says whether a parameter or optimizer-state tensor was handed over
-        /// by the caller, so the step may write its next value into it in place and return it
-        /// (the Optimizer module asks this of a donating call); pass <c>fun _ -> false</c> to
-        /// leave every input as it was.
-        Apply: ((torch.Tensor -> bool) -> State -> State -> State -> State * State) option
+        /// A fused step some optimizers provide (Adam, AdamW, SGD, RMSprop, and chains of gradient
+        /// clipping before one of them): returns <c>newParams, newOptState</c>, the same as
+        /// applying Update's updates (up to rounding: it follows torch.optim's order of
+        /// operations) in one pass over each parameter's memory. The Optimizer module uses it.
+        Apply: (FusedStepInput -> State * State) option
+        /// For a stateless transformation whose update multiplies every gradient by one factor
+        /// (clipByGlobalNorm, scale, identity): that factor, given the gradients and the factor
+        /// already applied to them. A chain of such transformations before one with a fused step
+        /// has a fused step too.
+        Factor: (State -> float -> float) option
     }
 
 /// Hyperparameters of SGD, named and defaulted as torch.optim.SGD has them.
@@ -212,16 +233,22 @@ module Optax =
                 check "params" ps
                 noGrad (fun () -> update grads state ps)
             Apply = None
+            Factor = None
         }
 
     /// Gives a transformation a fused step (see GradientTransformation.Apply).
-    let private withApply (apply: (torch.Tensor -> bool) -> State -> State -> State -> State * State) (t: GradientTransformation) =
+    let private withApply (apply: FusedStepInput -> State * State) (t: GradientTransformation) =
         { t with
             Apply =
-                Some(fun mayOverwrite grads state ps ->
-                    if isNull (box mayOverwrite) then raise (ArgumentNullException("mayOverwrite", "Pass a predicate (fun _ -> false) to keep the inputs unchanged."))
-                    if isNull grads || isNull state || isNull ps then raise (ArgumentNullException("state", "Pass grads, the optimizer state and params."))
-                    noGrad (fun () -> apply mayOverwrite grads state ps)) }
+                Some(fun input ->
+                    if isNull (box input.MayOverwrite) then raise (ArgumentNullException("MayOverwrite", "Pass a predicate (fun _ -> false) to keep the inputs unchanged."))
+                    if isNull input.Grads || isNull input.OptState || isNull input.Params then
+                        raise (ArgumentNullException("input", "Pass grads, the optimizer state and params."))
+                    noGrad (fun () -> apply input)) }
+
+    /// Gives a stateless transformation that only scales gradients its factor (see
+    /// GradientTransformation.Factor).
+    let private withFactor (factor: State -> float -> float) (t: GradientTransformation) = { t with Factor = Some factor }
 
     let private zerosUnder (prefix: string) (parameters: State) =
         State.toSeq parameters |> Seq.map (fun (k, p) -> prefix + "/" + k, torch.zeros_like p)
@@ -231,15 +258,32 @@ module Optax =
     // -------------------------------------------------------------------------------------
     // Helpers over states of tensors
 
-    /// The global L2 norm of a state's tensors as a scalar of <paramref name="dtype"/>: one norm
-    /// per tensor in its own dtype (no full-size copies), combined in that dtype.
+    /// The sum of squares of a tensor's elements in one pass over its memory (in float64), when
+    /// it is a contiguous float32 or float64 CPU tensor.
+    let private directSumOfSquares (t: torch.Tensor) : float voption =
+        if Kernels.isDirect torch.float32 t then ValueSome(Kernels.sumOfSquares32 (Kernels.span<float32> t))
+        elif Kernels.isDirect torch.float64 t then ValueSome(Kernels.sumOfSquares64 (Kernels.span<float> t))
+        else ValueNone
+
+    /// The global L2 norm of a state's tensors, in float64: one pass over each tensor's memory
+    /// when they allow it, else one libtorch norm per tensor (in its own dtype), combined.
+    let internal globalNormValue (tensors: State) : float =
+        let mutable total = 0.0
+        let mutable direct = true
+        use e = (State.toMap tensors :> seq<_>).GetEnumerator()
+        while direct && e.MoveNext() do
+            match directSumOfSquares e.Current.Value with
+            | ValueSome s -> total <- total + s
+            | ValueNone -> direct <- false
+        if direct then sqrt total
+        else
+            noGrad (fun () ->
+                let norms = [| for kv in State.toMap tensors -> torch.linalg.vector_norm(kv.Value, 2.0, null, false).to_type torch.float64 |]
+                if norms.Length = 0 then 0.0 else torch.linalg.vector_norm(torch.stack norms, 2.0, null, false).ToDouble())
+
+    /// The global L2 norm of a state's tensors as a scalar of <paramref name="dtype"/>.
     let internal globalNormAs (dtype: torch.ScalarType) (tensors: State) : torch.Tensor =
-        noGrad (fun () ->
-            let norms = [| for kv in State.toMap tensors -> torch.linalg.vector_norm(kv.Value, 2.0, null, false) |]
-            if norms.Length = 0 then torch.zeros([||], dtype = dtype)
-            else
-                let common = if norms |> Array.forall (fun n -> n.dtype = dtype) then norms else norms |> Array.map (fun n -> n.to_type dtype)
-                torch.linalg.vector_norm(torch.stack common, 2.0, null, false))
+        torch.tensor (globalNormValue tensors, dtype = dtype)
 
     /// The global L2 norm of all tensors of a state, as a float64 scalar: <c>sqrt(sum of squares)</c>.
     let globalNorm (tensors: State) : torch.Tensor =
@@ -268,7 +312,7 @@ module Optax =
 
     /// Passes updates through unchanged and keeps no state.
     let identity: GradientTransformation =
-        transformation (fun _ -> State.empty) (fun grads _ _ -> grads, State.empty)
+        transformation (fun _ -> State.empty) (fun grads _ _ -> grads, State.empty) |> withFactor (fun _ _ -> 1.0)
 
     /// Applies transformations in order, each to the updates of the one before. The state is
     /// the union of their states; their keys must differ except the shared step count, which
@@ -304,7 +348,36 @@ module Optax =
                 for k, v in State.toSeq s do
                     newState <- newState.Add(k, v)
             updates, State.ofMap newState
-        transformation init update
+        // Scaling members, then one with a fused step: the scales fold into that step's gradient
+        // scale, so the chain steps in one pass too (gradient clipping before Adam, say).
+        let last = members.Length - 1
+        let fused =
+            if members.Length = 0 then None
+            else
+                match members.[last].Apply with
+                | Some apply when members |> Array.take last |> Array.forall (fun m -> m.Factor.IsSome) ->
+                    let factors = members |> Array.take last |> Array.map (fun m -> m.Factor.Value)
+                    Some(fun (input: FusedStepInput) ->
+                        let mutable scale = input.GradScale
+                        for f in factors do
+                            scale <- scale * f input.Grads scale
+                        apply { input with GradScale = scale })
+                | _ -> None
+        let factor =
+            if members.Length > 0 && members |> Array.forall (fun m -> m.Factor.IsSome) then
+                let factors = members |> Array.map (fun m -> m.Factor.Value)
+                Some(fun grads applied ->
+                    let mutable scale = applied
+                    let mutable total = 1.0
+                    for f in factors do
+                        let x = f grads scale
+                        scale <- scale * x
+                        total <- total * x
+                    total)
+            else None
+        let t = transformation init update
+        let t = match fused with Some apply -> withApply apply t | None -> t
+        match factor with Some f -> withFactor f t | None -> t
 
     /// Keeps a transformation's state under <c>name/</c>, so that two transformations with the
     /// same keys can be chained.
@@ -331,6 +404,7 @@ module Optax =
     let scale (factor: float) : GradientTransformation =
         checkRange "factor" factor (not (Double.IsNaN factor || Double.IsInfinity factor)) "it must be finite"
         transformation (fun _ -> State.empty) (fun grads _ _ -> mapGrads (fun _ g -> g.mul (factor.ToScalar())) grads, State.empty)
+        |> withFactor (fun _ _ -> factor)
 
     /// Multiplies updates by minus the learning rate of the current step (descent). Keeps the
     /// step count and the latest learning rate (<c>learning_rate</c>, float64) in its state.
@@ -366,6 +440,9 @@ module Optax =
                 // maxNorm / 0 is infinite, so a zero norm clamps to a factor of 1.
                 let factor = torch.tensor(maxNorm, dtype = torch.float64).div(norm).clamp_max (1.0.ToScalar())
                 mapGrads (fun _ g -> g.mul (factor.to_type g.dtype)) grads, State.empty)
+        |> withFactor (fun grads applied ->
+            let norm = abs applied * globalNormValue grads
+            if Double.IsNaN norm then nan elif norm > maxNorm then maxNorm / norm else 1.0)
 
     /// Momentum as torch.optim.SGD computes it: <c>buf = momentum * buf + (1 - dampening) * g</c>
     /// (<c>buf = g</c> at the first step), and the update is <c>buf</c>, or
@@ -449,6 +526,292 @@ module Optax =
                 State.ofSeq updates, State.ofSeq entries)
 
     // -------------------------------------------------------------------------------------
+    // Fused steps: one pass over each parameter's memory
+
+    /// The smallest normal number of a dtype when clamping the second moment to it before the
+    /// square root cannot change the denominator: the square root of a zero or subnormal second
+    /// moment (dead ReLU units have exactly zero ones) takes a slow path in libtorch (about 6x and
+    /// 25x slower here) and microcode assists in SIMD loops. The clamp is exact when the added eps
+    /// dwarfs that number's square root (1e-19 in float32); with eps 0, or in float16, there is
+    /// no clamp.
+    let private sqrtFloor (dtype: torch.ScalarType) (addedEps: float) : float voption =
+        let tiny, precision =
+            match dtype with
+            | torch.ScalarType.Float32 -> 1.1754943508222875e-38, 1.1920928955078125e-07
+            | torch.ScalarType.BFloat16 -> 1.1754943508222875e-38, 0.0078125
+            | torch.ScalarType.Float64 -> 2.2250738585072014e-308, 2.220446049250313e-16
+            | _ -> nan, nan
+        if addedEps > 4.0 * sqrt tiny / precision then ValueSome tiny else ValueNone
+
+    /// The floor a SIMD loop clamps with: sqrtFloor's, or minus infinity for none.
+    let private floorFor (dtype: torch.ScalarType) (addedEps: float) : float =
+        match sqrtFloor dtype addedEps with
+        | ValueSome tiny -> tiny
+        | ValueNone -> Double.NegativeInfinity
+
+    /// One parameter of a fused step: its key, gradient and value, and its optimizer-state
+    /// tensors (one per prefix of the transformation's state, in the order of the prefixes).
+    [<Struct; NoEquality; NoComparison>]
+    type private Slot = { Key: string; Grad: torch.Tensor; Param: torch.Tensor; Moments: torch.Tensor[] }
+
+    /// The parameters of a fused step with their optimizer-state entries under each prefix,
+    /// checked as perParam checks them: each gradient has a parameter and, under each prefix, an
+    /// entry of its shape and dtype; and the state holds nothing more under the prefixes.
+    let private gather (prefixes: string[]) (input: FusedStepInput) : Slot[] =
+        let state = input.OptState
+        let entries = state.Entries
+        let slots = Array.zeroCreate input.Grads.Count
+        let mutable i = 0
+        for KeyValue(k, g) in input.Grads.Entries do
+            let p = paramFor input.Params k g
+            let moments = Array.zeroCreate prefixes.Length
+            for j in 0 .. prefixes.Length - 1 do
+                match entries.TryGetValue(prefixes.[j] + "/" + k) with
+                | true, m when m.dtype = g.dtype && Shape.same m g -> moments.[j] <- m
+                | _ ->
+                    // Missing or mismatched: perParam raises the error that names it.
+                    perParam prefixes.[j] state input.Grads |> ignore
+                    raise (InvalidOperationException(sprintf "Optimizer state entry '%s/%s' could not be read." prefixes.[j] k))
+            slots.[i] <- { Key = k; Grad = g; Param = p; Moments = moments }
+            i <- i + 1
+        let scalars = (if entries.ContainsKey CountKey then 1 else 0) + (if entries.ContainsKey LearningRateKey then 1 else 0)
+        if state.Count <> scalars + prefixes.Length * slots.Length then
+            // More entries than the parameters need: perParam names one that no gradient has.
+            for prefix in prefixes do
+                perParam prefix state input.Grads |> ignore
+        slots
+
+    /// True when the step may write a parameter's new values into its own tensors: the caller
+    /// handed over the parameter and all its state tensors, which are distinct and of its dtype.
+    let private writableInPlace (input: FusedStepInput) (slot: Slot) : bool =
+        let p = slot.Param
+        let mutable ok = slot.Grad.dtype = p.dtype && input.MayOverwrite p
+        for j in 0 .. slot.Moments.Length - 1 do
+            let m = slot.Moments.[j]
+            ok <- ok && m.dtype = p.dtype && not (obj.ReferenceEquals(m, p)) && input.MayOverwrite m
+            for i in 0 .. j - 1 do
+                ok <- ok && not (obj.ReferenceEquals(m, slot.Moments.[i]))
+        ok
+
+    /// True when the SIMD loops can run on a slot: its parameter, gradient and state tensors are
+    /// contiguous CPU tensors of one dtype, float32 or float64.
+    let private direct (slot: Slot) : bool =
+        let dtype = slot.Param.dtype
+        (dtype = torch.float32 || dtype = torch.float64)
+        && Kernels.isDirect dtype slot.Param
+        && Kernels.isDirect dtype slot.Grad
+        && Array.forall (Kernels.isDirect dtype) slot.Moments
+
+    /// The step count's and learning rate's next entries: written into the caller's tensors when
+    /// it handed them over (directly into the memory of a CPU scalar), else new tensors.
+    let private scalarEntry (input: FusedStepInput) (key: string) (value: float) (dtype: torch.ScalarType) : torch.Tensor =
+        match input.OptState.Entries.TryGetValue key with
+        | true, t when t.dtype = dtype && t.NumberOfElements = 1L && input.MayOverwrite t ->
+            if dtype = torch.int64 && Kernels.isDirect torch.int64 t then (Kernels.span<int64> t).[0] <- int64 value
+            elif dtype = torch.float64 && Kernels.isDirect torch.float64 t then (Kernels.span<float> t).[0] <- value
+            else
+                use s = value.ToScalar()
+                t.fill_ s |> ignore
+            t
+        | _ -> torch.tensor (value, dtype = dtype)
+
+    /// The count, the learning rate of this step (checked finite) and the next count.
+    let private stepAndRate (schedule: Schedule) (input: FusedStepInput) : int64 * float =
+        let count = stepOf input.OptState
+        let lr = schedule count
+        if Double.IsNaN lr || Double.IsInfinity lr then
+            raise (InvalidOperationException(sprintf "The learning-rate schedule returned %g at step %d; it must be finite." lr count))
+        count, lr
+
+    /// The new parameters and optimizer state of a fused step from each slot's new tensors
+    /// (parameter first, then one per prefix). When every slot was updated in place and the
+    /// scalars too, the given states themselves come back: nothing changed but their tensors'
+    /// values.
+    let private assemble (input: FusedStepInput) (prefixes: string[]) (slots: Slot[]) (results: torch.Tensor[][]) (count: torch.Tensor) (lr: torch.Tensor) : State * State =
+        let entries = input.OptState.Entries
+        let sameTensor (key: string) (t: torch.Tensor) =
+            match entries.TryGetValue key with
+            | true, old -> obj.ReferenceEquals(old, t)
+            | _ -> false
+        let mutable allInPlace = sameTensor CountKey count && sameTensor LearningRateKey lr
+        for i in 0 .. slots.Length - 1 do
+            allInPlace <- allInPlace && obj.ReferenceEquals(results.[i].[0], slots.[i].Param)
+        if allInPlace && input.OptState.Count = 2 + prefixes.Length * slots.Length then input.Params, input.OptState
+        else
+            let mutable parameters = input.Params.Entries
+            let mutable state = Map.empty.Add(CountKey, count).Add(LearningRateKey, lr)
+            for i in 0 .. slots.Length - 1 do
+                let r = results.[i]
+                if not (obj.ReferenceEquals(r.[0], slots.[i].Param)) then parameters <- parameters.Add(slots.[i].Key, r.[0])
+                for j in 0 .. prefixes.Length - 1 do
+                    state <- state.Add(prefixes.[j] + "/" + slots.[i].Key, r.[j + 1])
+            State parameters, State state
+
+    /// New tensors like a slot's parameter and state tensors, for a step that may not write into them.
+    let private freshLike (slot: Slot) : torch.Tensor[] =
+        Array.append [| torch.empty_like slot.Param |] (slot.Moments |> Array.map (fun m -> torch.empty_like m))
+
+    /// The slot's own tensors (parameter first), for a step that writes in place.
+    let private own (slot: Slot) : torch.Tensor[] = Array.append [| slot.Param |] slot.Moments
+
+    let private adamPrefixes = [| "mu"; "nu" |]
+
+    /// Adam's step fused, with torch.optim's update rule: the moments, then
+    /// <c>param (1 - lr wd) - lr/(1 - b1^t) m / (sqrt v / sqrt(1 - b2^t) + eps)</c>, computed as
+    /// <c>lr sqrt(1 - b2^t)/(1 - b1^t) m / (sqrt v + eps sqrt(1 - b2^t))</c>: the same value up to
+    /// rounding, and folding the correction into eps and the step frees the pass that the clamp
+    /// before the square root (sqrtFloor) takes. <paramref name="l2"/> adds <c>l2 * param</c> to
+    /// the gradient first (Adam's weight decay); <paramref name="decoupled"/> is AdamW's decay.
+    /// A contiguous float32 or float64 CPU parameter is updated in one SIMD pass (Kernels.adam);
+    /// others by libtorch ops, one addcdiv per parameter. Where the caller hands over a parameter
+    /// and both its moments, the step writes into them.
+    let private fusedAdam (options: AdamOptions) (l2: float) (decoupled: float) : FusedStepInput -> State * State =
+        fun input ->
+            let count, lr = stepAndRate options.LearningRate input
+            let step = count + 1L
+            let correction1 = 1.0 - Math.Pow(options.Beta1, float step)
+            let correction2 = Math.Sqrt(1.0 - Math.Pow(options.Beta2, float step))
+            let eps = options.Eps * correction2
+            let stepSize = -lr * correction2 / correction1
+            let decay = 1.0 - lr * decoupled
+            let scale = input.GradScale
+            let slots = gather adamPrefixes input
+            let constants32: AdamStep<float32> =
+                { GradScale = float32 scale; L2 = float32 l2; HasL2 = l2 <> 0.0; Beta1 = float32 options.Beta1; Keep1 = float32 (1.0 - options.Beta1)
+                  Beta2 = float32 options.Beta2; Keep2 = float32 (1.0 - options.Beta2); Floor = float32 (floorFor torch.float32 eps); Eps = float32 eps
+                  Decay = float32 decay; StepSize = float32 stepSize }
+            let constants64: AdamStep<float> =
+                { GradScale = scale; L2 = l2; HasL2 = l2 <> 0.0; Beta1 = options.Beta1; Keep1 = 1.0 - options.Beta1
+                  Beta2 = options.Beta2; Keep2 = 1.0 - options.Beta2; Floor = floorFor torch.float64 eps; Eps = eps
+                  Decay = decay; StepSize = stepSize }
+            let results =
+                slots
+                |> Array.map (fun slot ->
+                    let inPlace = writableInPlace input slot
+                    if direct slot then
+                        let out = if inPlace then own slot else freshLike slot
+                        let p, g, m, v = slot.Param, slot.Grad, slot.Moments.[0], slot.Moments.[1]
+                        if p.dtype = torch.float32 then
+                            Kernels.adam32 (constants32, Kernels.span p, Kernels.span g, Kernels.span m, Kernels.span v, Kernels.span out.[0], Kernels.span out.[1], Kernels.span out.[2])
+                        else
+                            Kernels.adam64 (constants64, Kernels.span p, Kernels.span g, Kernels.span m, Kernels.span v, Kernels.span out.[0], Kernels.span out.[1], Kernels.span out.[2])
+                        out
+                    else
+                        let p, m, v = slot.Param, slot.Moments.[0], slot.Moments.[1]
+                        use beta1 = options.Beta1.ToScalar()
+                        use keep1 = (1.0 - options.Beta1).ToScalar()
+                        use beta2 = options.Beta2.ToScalar()
+                        use keep2 = (1.0 - options.Beta2).ToScalar()
+                        use epsScalar = eps.ToScalar()
+                        use stepScalar = stepSize.ToScalar()
+                        let g = if scale = 1.0 then slot.Grad else slot.Grad.mul (scale.ToScalar())
+                        let g = if l2 = 0.0 then g else g.add (p, alpha = l2.ToScalar())
+                        let m = (if inPlace then m.mul_ beta1 else m.mul beta1).add_ (g, alpha = keep1)
+                        let v = (if inPlace then v.mul_ beta2 else v.mul beta2).addcmul_ (g, g, value = keep2)
+                        let root =
+                            match sqrtFloor v.dtype eps with
+                            | ValueSome floor -> v.clamp_min(floor.ToScalar()).sqrt_ ()
+                            | ValueNone -> v.sqrt ()
+                        let denom = root.add_ epsScalar
+                        let updated =
+                            if inPlace then
+                                (if decoupled = 0.0 then p else p.mul_ (decay.ToScalar())).addcdiv_ (m, denom, value = stepScalar)
+                            else
+                                let decayed = if decoupled = 0.0 then p else p.mul (decay.ToScalar())
+                                let updated = decayed.addcdiv (m, denom, value = stepScalar)
+                                if updated.dtype = p.dtype then updated else updated.to_type p.dtype
+                        [| updated; m; v |])
+            let countEntry = scalarEntry input CountKey (float step) torch.int64
+            let lrEntry = scalarEntry input LearningRateKey lr torch.float64
+            assemble input adamPrefixes slots results countEntry lrEntry
+
+    /// SGD's step fused (torch.optim.SGD's rule): L2 penalty, momentum with dampening and
+    /// Nesterov, <c>param - lr d</c>, in one SIMD pass per contiguous float32 or float64 CPU
+    /// parameter (Kernels.sgd). When a parameter is elsewhere, the whole step runs through
+    /// <paramref name="fallback"/>'s Update and applyUpdates.
+    let private fusedSgd (options: SgdOptions) (fallback: GradientTransformation) : FusedStepInput -> State * State =
+        let hasMomentum = options.Momentum <> 0.0
+        let prefixes = if hasMomentum then [| "trace" |] else [||]
+        fun input ->
+            let count, lr = stepAndRate options.LearningRate input
+            let slots = gather prefixes input
+            if not (Array.forall direct slots) then
+                let grads = if input.GradScale = 1.0 then input.Grads else mapGrads (fun _ g -> g.mul (input.GradScale.ToScalar())) input.Grads
+                let updates, next = fallback.Update grads input.OptState input.Params
+                applyUpdates input.Params updates, next
+            else
+                let scale = input.GradScale
+                let wd = options.WeightDecay
+                let c32: SgdStep<float32> =
+                    { GradScale = float32 scale; L2 = float32 wd; HasL2 = wd <> 0.0; HasMomentum = hasMomentum; First = (count = 0L)
+                      Momentum = float32 options.Momentum; Keep = float32 (1.0 - options.Dampening); Nesterov = options.Nesterov; NegLr = float32 -lr }
+                let c64: SgdStep<float> =
+                    { GradScale = scale; L2 = wd; HasL2 = wd <> 0.0; HasMomentum = hasMomentum; First = (count = 0L)
+                      Momentum = options.Momentum; Keep = 1.0 - options.Dampening; Nesterov = options.Nesterov; NegLr = -lr }
+                let results =
+                    slots
+                    |> Array.map (fun slot ->
+                        let out = if writableInPlace input slot then own slot else freshLike slot
+                        let p, g = slot.Param, slot.Grad
+                        let buf, bufOut = (if hasMomentum then slot.Moments.[0], out.[1] else null, null)
+                        if p.dtype = torch.float32 then
+                            Kernels.sgd32 (c32, Kernels.span p, Kernels.span g, Kernels.spanOrEmpty buf, Kernels.span out.[0], Kernels.spanOrEmpty bufOut)
+                        else
+                            Kernels.sgd64 (c64, Kernels.span p, Kernels.span g, Kernels.spanOrEmpty buf, Kernels.span out.[0], Kernels.spanOrEmpty bufOut)
+                        out)
+                let countEntry = scalarEntry input CountKey (float (count + 1L)) torch.int64
+                let lrEntry = scalarEntry input LearningRateKey lr torch.float64
+                assemble input prefixes slots results countEntry lrEntry
+
+    /// RMSprop's step fused (torch.optim.RMSprop's rule): L2 penalty, the running average of
+    /// squared gradients, centering, momentum, in one SIMD pass per contiguous float32 or float64
+    /// CPU parameter (Kernels.rms). When a parameter is elsewhere, the whole step runs through
+    /// <paramref name="fallback"/>'s Update and applyUpdates.
+    let private fusedRms (options: RmsPropOptions) (fallback: GradientTransformation) : FusedStepInput -> State * State =
+        let hasMomentum = options.Momentum > 0.0
+        let prefixes =
+            [| yield "nu"
+               if options.Centered then yield "mu"
+               if hasMomentum then yield "trace" |]
+        let muAt, traceAt = (if options.Centered then 2 else -1), (if hasMomentum then prefixes.Length else -1)
+        fun input ->
+            let count, lr = stepAndRate options.LearningRate input
+            let slots = gather prefixes input
+            if not (Array.forall direct slots) then
+                let grads = if input.GradScale = 1.0 then input.Grads else mapGrads (fun _ g -> g.mul (input.GradScale.ToScalar())) input.Grads
+                let updates, next = fallback.Update grads input.OptState input.Params
+                applyUpdates input.Params updates, next
+            else
+                let scale = input.GradScale
+                let wd = options.WeightDecay
+                let c32: RmsStep<float32> =
+                    { GradScale = float32 scale; L2 = float32 wd; HasL2 = wd <> 0.0; Alpha = float32 options.Alpha; Keep = float32 (1.0 - options.Alpha)
+                      Centered = options.Centered; Floor = float32 (if options.Centered then Double.NegativeInfinity else floorFor torch.float32 options.Eps)
+                      Eps = float32 options.Eps; HasMomentum = hasMomentum; First = (count = 0L); Momentum = float32 options.Momentum; NegLr = float32 -lr }
+                let c64: RmsStep<float> =
+                    { GradScale = scale; L2 = wd; HasL2 = wd <> 0.0; Alpha = options.Alpha; Keep = 1.0 - options.Alpha
+                      Centered = options.Centered; Floor = (if options.Centered then Double.NegativeInfinity else floorFor torch.float64 options.Eps)
+                      Eps = options.Eps; HasMomentum = hasMomentum; First = (count = 0L); Momentum = options.Momentum; NegLr = -lr }
+                let results =
+                    slots
+                    |> Array.map (fun slot ->
+                        let out = if writableInPlace input slot then own slot else freshLike slot
+                        let p, g = slot.Param, slot.Grad
+                        let mu, muOut = (if muAt > 0 then slot.Moments.[muAt - 1], out.[muAt] else null, null)
+                        let buf, bufOut = (if traceAt > 0 then slot.Moments.[traceAt - 1], out.[traceAt] else null, null)
+                        let nu, nuOut = slot.Moments.[0], out.[1]
+                        if p.dtype = torch.float32 then
+                            Kernels.rms32 (c32, Kernels.span p, Kernels.span g, Kernels.span nu, Kernels.spanOrEmpty mu, Kernels.spanOrEmpty buf,
+                                         Kernels.span out.[0], Kernels.span nuOut, Kernels.spanOrEmpty muOut, Kernels.spanOrEmpty bufOut)
+                        else
+                            Kernels.rms64 (c64, Kernels.span p, Kernels.span g, Kernels.span nu, Kernels.spanOrEmpty mu, Kernels.spanOrEmpty buf,
+                                         Kernels.span out.[0], Kernels.span nuOut, Kernels.spanOrEmpty muOut, Kernels.spanOrEmpty bufOut)
+                        out)
+                let countEntry = scalarEntry input CountKey (float (count + 1L)) torch.int64
+                let lrEntry = scalarEntry input LearningRateKey lr torch.float64
+                assemble input prefixes slots results countEntry lrEntry
+
+    // -------------------------------------------------------------------------------------
     // Optimizers
 
     let private chainOf (parts: GradientTransformation option list) = parts |> List.choose id |> chain
@@ -461,92 +824,18 @@ module Optax =
         nonNegative "Momentum" options.Momentum
         if options.Nesterov && (options.Momentum <= 0.0 || options.Dampening <> 0.0) then
             raise (ArgumentException(sprintf "Nesterov momentum needs Momentum > 0 and Dampening 0; got Momentum %g, Dampening %g." options.Momentum options.Dampening, "options"))
-        chainOf [
-            when' (options.WeightDecay <> 0.0) (fun () -> addDecayedWeights options.WeightDecay)
-            when' (options.Momentum <> 0.0) (fun () -> trace options.Momentum options.Dampening options.Nesterov)
-            Some(scaleByLearningRate options.LearningRate)
-        ]
+        let unfused =
+            chainOf [
+                when' (options.WeightDecay <> 0.0) (fun () -> addDecayedWeights options.WeightDecay)
+                when' (options.Momentum <> 0.0) (fun () -> trace options.Momentum options.Dampening options.Nesterov)
+                Some(scaleByLearningRate options.LearningRate)
+            ]
+        unfused |> withApply (fusedSgd options unfused)
 
     /// Plain SGD with a constant learning rate.
     let sgd (learningRate: float) : GradientTransformation =
         nonNegative "learningRate" learningRate
         sgdWith { SgdOptions.Default with LearningRate = Schedule.constant learningRate }
-
-    /// The smallest normal number of a dtype when clamping the second moment to it before the
-    /// square root cannot change Adam's denominator: libtorch's sqrt takes a slow path on zeros
-    /// and subnormals (about 6x and 25x slower here), and the second moments of dead ReLU units
-    /// are exactly zero. The clamp is exact when the added eps dwarfs that number's square root
-    /// (1e-19 in float32); with eps 0, or in float16, there is no clamp.
-    let private sqrtFloor (dtype: torch.ScalarType) (addedEps: float) : float voption =
-        let tiny, precision =
-            match dtype with
-            | torch.ScalarType.Float32 -> 1.1754943508222875e-38, 1.1920928955078125e-07
-            | torch.ScalarType.BFloat16 -> 1.1754943508222875e-38, 0.0078125
-            | torch.ScalarType.Float64 -> 2.2250738585072014e-308, 2.220446049250313e-16
-            | _ -> nan, nan
-        if addedEps > 4.0 * sqrt tiny / precision then ValueSome tiny else ValueNone
-
-    /// Adam's step fused, with torch.optim's update rule: the moments, then
-    /// <c>param (1 - lr wd) - lr/(1 - b1^t) m / (sqrt v / sqrt(1 - b2^t) + eps)</c>, computed as
-    /// <c>lr sqrt(1 - b2^t)/(1 - b1^t) m / (sqrt v + eps sqrt(1 - b2^t))</c> in one addcdiv per
-    /// parameter: the same value up to rounding, and folding the correction into eps and the step
-    /// frees the pass that the clamp before the square root (sqrtFloor) takes.
-    /// <paramref name="l2"/> adds <c>l2 * param</c> to the gradient first (Adam's weight decay);
-    /// <paramref name="decoupled"/> is AdamW's decay. Where the caller hands over a parameter and
-    /// both its moments (and they share its dtype), the same operations run in place on them;
-    /// the arithmetic, and so every bit of the result, is the same.
-    let private fusedAdam (options: AdamOptions) (l2: float) (decoupled: float) : (torch.Tensor -> bool) -> State -> State -> State -> State * State =
-        fun mayOverwrite grads state ps ->
-            let count = stepOf state
-            let lr = options.LearningRate count
-            if Double.IsNaN lr || Double.IsInfinity lr then
-                raise (InvalidOperationException(sprintf "The learning-rate schedule returned %g at step %d; it must be finite." lr count))
-            let step = count + 1L
-            let correction1 = 1.0 - Math.Pow(options.Beta1, float step)
-            let correction2 = Math.Sqrt(1.0 - Math.Pow(options.Beta2, float step))
-            let eps = options.Eps * correction2
-            let epsScalar = eps.ToScalar()
-            let stepSize = (-lr * correction2 / correction1).ToScalar()
-            let beta1, keep1 = options.Beta1.ToScalar(), (1.0 - options.Beta1).ToScalar()
-            let beta2, keep2 = options.Beta2.ToScalar(), (1.0 - options.Beta2).ToScalar()
-            let decay = (1.0 - lr * decoupled).ToScalar()
-            let grads = if l2 = 0.0 then grads else mapGrads (fun k g -> g.add (paramFor ps k g, alpha = l2.ToScalar())) grads
-            let mus = perParam "mu" state grads
-            let nus = perParam "nu" state grads
-            let scalarEntry (key: string) (value: float) (dtype: torch.ScalarType) =
-                match State.tryFind key state with
-                | Some t when t.dtype = dtype && mayOverwrite t -> t.fill_ (value.ToScalar())
-                | _ -> torch.tensor (value, dtype = dtype)
-            let entries =
-                ResizeArray [ CountKey, scalarEntry CountKey (float step) torch.int64; LearningRateKey, scalarEntry LearningRateKey lr torch.float64 ]
-            let mutable next = State.toMap ps
-            List.iter2
-                (fun (k, g: torch.Tensor, m: torch.Tensor) (_, _, v: torch.Tensor) ->
-                    let p = paramFor ps k g
-                    let inPlace =
-                        p.dtype = m.dtype && p.dtype = v.dtype && g.dtype = p.dtype
-                        && mayOverwrite p && mayOverwrite m && mayOverwrite v
-                        && not (obj.ReferenceEquals(p, m) || obj.ReferenceEquals(p, v) || obj.ReferenceEquals(m, v))
-                    let m = (if inPlace then m.mul_ beta1 else m.mul beta1).add_ (g, alpha = keep1)
-                    let v = (if inPlace then v.mul_ beta2 else v.mul beta2).addcmul_ (g, g, value = keep2)
-                    let root =
-                        match sqrtFloor v.dtype eps with
-                        | ValueSome floor -> v.clamp_min(floor.ToScalar()).sqrt_ ()
-                        | ValueNone -> v.sqrt ()
-                    let denom = root.add_ epsScalar
-                    let updated =
-                        if inPlace then
-                            (if decoupled = 0.0 then p else p.mul_ decay).addcdiv_ (m, denom, value = stepSize)
-                        else
-                            let decayed = if decoupled = 0.0 then p else p.mul decay
-                            let updated = decayed.addcdiv (m, denom, value = stepSize)
-                            if updated.dtype = p.dtype then updated else updated.to_type p.dtype
-                    entries.Add("mu/" + k, m)
-                    entries.Add("nu/" + k, v)
-                    next <- next.Add(k, updated))
-                mus
-                nus
-            State next, State.ofValidPairs entries
 
     /// Adam as torch.optim.Adam: WeightDecay is an L2 penalty added to the gradient.
     let adamWith (options: AdamOptions) : GradientTransformation =
@@ -582,12 +871,14 @@ module Optax =
     let rmspropWith (options: RmsPropOptions) : GradientTransformation =
         nonNegative "WeightDecay" options.WeightDecay
         nonNegative "Momentum" options.Momentum
-        chainOf [
-            when' (options.WeightDecay <> 0.0) (fun () -> addDecayedWeights options.WeightDecay)
-            Some(scaleByRms options.Alpha options.Eps options.Centered)
-            when' (options.Momentum > 0.0) (fun () -> trace options.Momentum 0.0 false)
-            Some(scaleByLearningRate options.LearningRate)
-        ]
+        let unfused =
+            chainOf [
+                when' (options.WeightDecay <> 0.0) (fun () -> addDecayedWeights options.WeightDecay)
+                Some(scaleByRms options.Alpha options.Eps options.Centered)
+                when' (options.Momentum > 0.0) (fun () -> trace options.Momentum 0.0 false)
+                Some(scaleByLearningRate options.LearningRate)
+            ]
+        unfused |> withApply (fusedRms options unfused)
 
     /// RMSprop with a constant learning rate and torch's defaults.
     let rmsprop (learningRate: float) : GradientTransformation =

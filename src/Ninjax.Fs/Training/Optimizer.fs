@@ -149,7 +149,7 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
         let updated, next =
             try
                 match transform.Apply with
-                | Some fused -> fused mayOverwrite grads state parameters
+                | Some fused -> fused { Grads = grads; OptState = state; Params = parameters; GradScale = 1.0; MayOverwrite = mayOverwrite }
                 | None ->
                     let updates, next = transform.Update grads state parameters
                     Optax.applyUpdates parameters updates, next
@@ -163,20 +163,30 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
                     "parameters"
                 )
             )
+        // A fused step that wrote everything in place hands back the very states it was given:
+        // the state's map stays as it is.
+        let paramsInPlace = obj.ReferenceEquals(updated, parameters)
+        let stateInPlace = obj.ReferenceEquals(next, state)
         if not (isNull donation) then
-            for KeyValue(k, t) in State.toMap updated do
-                if obj.ReferenceEquals(t, parameters.[k]) then donation.Overwrote t
-            for KeyValue(k, t) in State.toMap next do
-                match State.tryFind k state with
-                | Some old when obj.ReferenceEquals(t, old) -> donation.Overwrote t
+            let parameterEntries, stateEntries = parameters.Entries, state.Entries
+            for KeyValue(k, t) in updated.Entries do
+                match parameterEntries.TryGetValue k with
+                | true, old when obj.ReferenceEquals(t, old) && mayOverwrite old -> donation.Overwrote t
                 | _ -> ()
-        Ambient.exec (Prog.putMany (State.toSeq updated))
-        this.PutM(next |> State.toSeq |> Seq.map (fun (k, v) -> prefix + k, v) |> State.ofValidPairs)
+            for KeyValue(k, t) in next.Entries do
+                match stateEntries.TryGetValue k with
+                | true, old when obj.ReferenceEquals(t, old) && mayOverwrite old -> donation.Overwrote t
+                | _ -> ()
+        if not paramsInPlace then Ambient.exec (Prog.putMany (State.toSeq updated))
+        if not stateInPlace then this.PutM(next |> State.toSeq |> Seq.map (fun (k, v) -> prefix + k, v) |> State.ofValidPairs)
         let learningRate =
-            next
-            |> State.toSeq
-            |> Seq.tryFind (fun (k, _) -> k = Optax.LearningRateKey || k.EndsWith("/" + Optax.LearningRateKey, StringComparison.Ordinal))
-            |> Option.map (fun (_, lr) -> lr.ToDouble())
+            match next.Entries.TryGetValue Optax.LearningRateKey with
+            | true, lr -> Some(lr.ToDouble())
+            | _ ->
+                next
+                |> State.toSeq
+                |> Seq.tryFind (fun (k, _) -> k.EndsWith("/" + Optax.LearningRateKey, StringComparison.Ordinal))
+                |> Option.map (fun (_, lr) -> lr.ToDouble())
         updated, learningRate
 
     member private this.Step(loss: torch.Tensor, parameters: State, grads: State) : OptimizerMetrics =

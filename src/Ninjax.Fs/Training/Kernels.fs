@@ -1,0 +1,280 @@
+namespace Ninjax
+
+open System
+open System.Numerics
+open System.Runtime.InteropServices
+open TorchSharp
+
+/// The constants of one Adam or AdamW step, in the parameters' element type.
+[<Struct; NoEquality; NoComparison>]
+type internal AdamStep<'T> =
+    {
+        /// Multiplies every gradient first (gradient clipping's factor; 1 otherwise).
+        GradScale: 'T
+        /// Adam's L2 penalty: adds <c>L2 * param</c> to the gradient when HasL2.
+        L2: 'T
+        HasL2: bool
+        Beta1: 'T
+        /// 1 - Beta1.
+        Keep1: 'T
+        Beta2: 'T
+        /// 1 - Beta2.
+        Keep2: 'T
+        /// The second moment is clamped to this before the square root (a normal number, so
+        /// the square root never takes the slow path of subnormal inputs; 0 for no clamp).
+        Floor: 'T
+        /// eps times the square root of the second moment's bias correction.
+        Eps: 'T
+        /// AdamW's decoupled decay factor <c>1 - lr * weightDecay</c> (1 for Adam).
+        Decay: 'T
+        /// <c>-lr * sqrt(1 - b2^t) / (1 - b1^t)</c>.
+        StepSize: 'T
+    }
+
+/// The constants of one SGD step, in the parameters' element type.
+[<Struct; NoEquality; NoComparison>]
+type internal SgdStep<'T> =
+    {
+        GradScale: 'T
+        /// The L2 penalty (weight decay) when HasL2.
+        L2: 'T
+        HasL2: bool
+        /// Keeps a momentum buffer.
+        HasMomentum: bool
+        /// The momentum buffer is the gradient itself (the first step).
+        First: bool
+        Momentum: 'T
+        /// 1 - dampening.
+        Keep: 'T
+        Nesterov: bool
+        /// -lr.
+        NegLr: 'T
+    }
+
+/// The constants of one RMSprop step, in the parameters' element type.
+[<Struct; NoEquality; NoComparison>]
+type internal RmsStep<'T> =
+    {
+        GradScale: 'T
+        L2: 'T
+        HasL2: bool
+        Alpha: 'T
+        /// 1 - Alpha.
+        Keep: 'T
+        Centered: bool
+        Floor: 'T
+        Eps: 'T
+        HasMomentum: bool
+        /// The momentum buffer is the normalised gradient itself (the first step).
+        First: bool
+        Momentum: 'T
+        /// -lr.
+        NegLr: 'T
+    }
+
+/// The optimizers' arithmetic as single loops over the memory of CPU tensors: each reads a
+/// parameter, its gradient and its moments once and writes the new values once, with
+/// System.Numerics vectors (as wide as the machine's SIMD registers) and a scalar tail that
+/// computes exactly as a vector lane does. Every element goes through the same IEEE operations
+/// in torch.optim's order (multiplications and additions kept apart, never fused), so the
+/// results agree with torch.optim to rounding. Outputs may be the inputs (an update in place)
+/// or fresh memory; each element is read before it is written.
+module internal Kernels =
+
+    /// The elements of a tensor the loops may read and write directly: a contiguous CPU tensor
+    /// of <typeparamref name="T"/> whose bytes a span can hold.
+    let isDirect (dtype: torch.ScalarType) (t: torch.Tensor) : bool =
+        t.dtype = dtype
+        && t.device_type = DeviceType.CPU
+        && t.NumberOfElements * t.ElementSize <= int64 Int32.MaxValue
+        && t.is_contiguous ()
+
+    /// The elements of a tensor that isDirect accepted, in place.
+    let inline span<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType> (t: torch.Tensor) : Span<'T> =
+        MemoryMarshal.Cast<byte, 'T>(t.bytes)
+
+    /// A tensor's elements as span, or an empty span for null (state an option does not keep).
+    let inline spanOrEmpty<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType> (t: torch.Tensor) : Span<'T> =
+        if isNull t then Span<'T>.Empty else MemoryMarshal.Cast<byte, 'T>(t.bytes)
+
+    let inline private vectors<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType> (s: Span<'T>) : Span<Vector<'T>> =
+        MemoryMarshal.Cast<'T, Vector<'T>>(s)
+
+    /// The sum of squares of a float32 tensor's elements, accumulated in float64.
+    let sumOfSquares32 (g: Span<float32>) : float =
+        let gv = vectors g
+        let mutable acc = Vector<float>.Zero
+        for i in 0 .. gv.Length - 1 do
+            let mutable lo = Vector<float>.Zero
+            let mutable hi = Vector<float>.Zero
+            Vector.Widen(gv.[i], &lo, &hi)
+            acc <- acc + lo * lo + hi * hi
+        let mutable total = Vector.Sum acc
+        for i in gv.Length * Vector<float32>.Count .. g.Length - 1 do
+            let x = float g.[i]
+            total <- total + x * x
+        total
+
+    /// The sum of squares of a float64 tensor's elements.
+    let sumOfSquares64 (g: Span<float>) : float =
+        let gv = vectors g
+        let mutable acc = Vector<float>.Zero
+        for i in 0 .. gv.Length - 1 do
+            acc <- acc + gv.[i] * gv.[i]
+        let mutable total = Vector.Sum acc
+        for i in gv.Length * Vector<float>.Count .. g.Length - 1 do
+            total <- total + g.[i] * g.[i]
+        total
+
+    /// One Adam or AdamW step: <c>m = b1 m + (1 - b1) g</c>, <c>v = b2 v + (1 - b2) g g</c>,
+    /// <c>p = p decay + stepSize m / (sqrt(max(v, floor)) + eps)</c>, rounded as libtorch's CPU
+    /// kernels round torch.optim's ops (add with alpha and addcmul fused multiply-adds).
+    let inline private adam
+        ([<InlineIfLambda>] fmaV: Vector< ^T> -> Vector< ^T> -> Vector< ^T> -> Vector< ^T>,
+         [<InlineIfLambda>] fma: ^T -> ^T -> ^T -> ^T,
+         c: AdamStep< ^T>, p: Span< ^T>, g: Span< ^T>, m: Span< ^T>, v: Span< ^T>, pOut: Span< ^T>, mOut: Span< ^T>, vOut: Span< ^T>)
+        : unit =
+        let pv = vectors p
+        let gv = vectors g
+        let mv = vectors m
+        let vv = vectors v
+        let pov = vectors pOut
+        let mov = vectors mOut
+        let vov = vectors vOut
+        let scale, l2 = Vector< ^T>(c.GradScale), Vector< ^T>(c.L2)
+        let b1, k1, b2, k2 = Vector< ^T>(c.Beta1), Vector< ^T>(c.Keep1), Vector< ^T>(c.Beta2), Vector< ^T>(c.Keep2)
+        let floor, eps, decay, stepSize = Vector< ^T>(c.Floor), Vector< ^T>(c.Eps), Vector< ^T>(c.Decay), Vector< ^T>(c.StepSize)
+        for i in 0 .. pv.Length - 1 do
+            let param = pv.[i]
+            let grad = gv.[i] * scale
+            let grad = if c.HasL2 then fmaV param l2 grad else grad
+            let m1 = fmaV grad k1 (mv.[i] * b1)
+            let v1 = fmaV (k2 * grad) grad (vv.[i] * b2)
+            let denom = Vector.SquareRoot(Vector.Max(v1, floor)) + eps
+            mov.[i] <- m1
+            vov.[i] <- v1
+            pov.[i] <- param * decay + stepSize * m1 / denom
+        for i in pv.Length * Vector< ^T>.Count .. p.Length - 1 do
+            let param = p.[i]
+            let grad = g.[i] * c.GradScale
+            let grad = if c.HasL2 then fma param c.L2 grad else grad
+            let m1 = fma grad c.Keep1 (m.[i] * c.Beta1)
+            let v1 = fma (c.Keep2 * grad) grad (v.[i] * c.Beta2)
+            let denom = sqrt (if v1 < c.Floor then c.Floor else v1) + c.Eps
+            mOut.[i] <- m1
+            vOut.[i] <- v1
+            pOut.[i] <- param * c.Decay + c.StepSize * m1 / denom
+
+    /// One SGD step: <c>buf = momentum buf + (1 - dampening) g</c> (<c>buf = g</c> at the first
+    /// step), <c>d = g + momentum buf</c> with Nesterov or <c>buf</c>, <c>p = p - lr d</c>.
+    /// Without momentum <paramref name="buf"/> and <paramref name="bufOut"/> are not touched.
+    let inline private sgd
+        ([<InlineIfLambda>] fmaV: Vector< ^T> -> Vector< ^T> -> Vector< ^T> -> Vector< ^T>,
+         [<InlineIfLambda>] fma: ^T -> ^T -> ^T -> ^T,
+         c: SgdStep< ^T>, p: Span< ^T>, g: Span< ^T>, buf: Span< ^T>, pOut: Span< ^T>, bufOut: Span< ^T>)
+        : unit =
+        let pv = vectors p
+        let gv = vectors g
+        let pov = vectors pOut
+        let bv = vectors buf
+        let bov = vectors bufOut
+        let scale, l2, momentum, keep, negLr = Vector< ^T>(c.GradScale), Vector< ^T>(c.L2), Vector< ^T>(c.Momentum), Vector< ^T>(c.Keep), Vector< ^T>(c.NegLr)
+        for i in 0 .. pv.Length - 1 do
+            let param = pv.[i]
+            let grad = gv.[i] * scale
+            let grad = if c.HasL2 then fmaV param l2 grad else grad
+            let d =
+                if not c.HasMomentum then grad
+                else
+                    let b = if c.First then grad else fmaV grad keep (bv.[i] * momentum)
+                    bov.[i] <- b
+                    if c.Nesterov then fmaV b momentum grad else b
+            pov.[i] <- fmaV d negLr param
+        for i in pv.Length * Vector< ^T>.Count .. p.Length - 1 do
+            let param = p.[i]
+            let grad = g.[i] * c.GradScale
+            let grad = if c.HasL2 then fma param c.L2 grad else grad
+            let d =
+                if not c.HasMomentum then grad
+                else
+                    let b = if c.First then grad else fma grad c.Keep (buf.[i] * c.Momentum)
+                    bufOut.[i] <- b
+                    if c.Nesterov then fma b c.Momentum grad else b
+            pOut.[i] <- fma d c.NegLr param
+
+    /// One RMSprop step: <c>nu = alpha nu + (1 - alpha) g g</c>; centered,
+    /// <c>mu = alpha mu + (1 - alpha) g</c> and <c>avg = sqrt(nu - mu mu) + eps</c>, else
+    /// <c>avg = sqrt nu + eps</c>; with momentum <c>buf = momentum buf + g / avg</c> and
+    /// <c>p = p - lr buf</c>, else <c>p = p - lr g / avg</c>. Spans of state the options do not
+    /// keep are not touched.
+    let inline private rms
+        ([<InlineIfLambda>] fmaV: Vector< ^T> -> Vector< ^T> -> Vector< ^T> -> Vector< ^T>,
+         [<InlineIfLambda>] fma: ^T -> ^T -> ^T -> ^T,
+         c: RmsStep< ^T>, p: Span< ^T>, g: Span< ^T>, nu: Span< ^T>, mu: Span< ^T>, buf: Span< ^T>,
+         pOut: Span< ^T>, nuOut: Span< ^T>, muOut: Span< ^T>, bufOut: Span< ^T>)
+        : unit =
+        let pv = vectors p
+        let gv = vectors g
+        let nv = vectors nu
+        let mv = vectors mu
+        let bv = vectors buf
+        let pov = vectors pOut
+        let nov = vectors nuOut
+        let mov = vectors muOut
+        let bov = vectors bufOut
+        let scale, l2, alpha, keep = Vector< ^T>(c.GradScale), Vector< ^T>(c.L2), Vector< ^T>(c.Alpha), Vector< ^T>(c.Keep)
+        let floor, eps, momentum, negLr = Vector< ^T>(c.Floor), Vector< ^T>(c.Eps), Vector< ^T>(c.Momentum), Vector< ^T>(c.NegLr)
+        for i in 0 .. pv.Length - 1 do
+            let param = pv.[i]
+            let grad = gv.[i] * scale
+            let grad = if c.HasL2 then fmaV param l2 grad else grad
+            let n1 = fmaV (keep * grad) grad (nv.[i] * alpha)
+            nov.[i] <- n1
+            let centred =
+                if c.Centered then
+                    let m1 = fmaV grad keep (mv.[i] * alpha)
+                    mov.[i] <- m1
+                    fmaV (-m1) m1 n1
+                else n1
+            let avg = Vector.SquareRoot(Vector.Max(centred, floor)) + eps
+            if c.HasMomentum then
+                let b = if c.First then grad / avg else bv.[i] * momentum + grad / avg
+                bov.[i] <- b
+                pov.[i] <- fmaV b negLr param
+            else pov.[i] <- param + negLr * grad / avg
+        for i in pv.Length * Vector< ^T>.Count .. p.Length - 1 do
+            let param = p.[i]
+            let grad = g.[i] * c.GradScale
+            let grad = if c.HasL2 then fma param c.L2 grad else grad
+            let n1 = fma (c.Keep * grad) grad (nu.[i] * c.Alpha)
+            nuOut.[i] <- n1
+            let centred =
+                if c.Centered then
+                    let m1 = fma grad c.Keep (mu.[i] * c.Alpha)
+                    muOut.[i] <- m1
+                    fma (-m1) m1 n1
+                else n1
+            let avg = sqrt (if centred < c.Floor then c.Floor else centred) + c.Eps
+            if c.HasMomentum then
+                let b = if c.First then grad / avg else buf.[i] * c.Momentum + grad / avg
+                bufOut.[i] <- b
+                pOut.[i] <- fma b c.NegLr param
+            else pOut.[i] <- param + c.NegLr * grad / avg
+
+    let private fma32V (a: Vector<float32>) b c = Vector.FusedMultiplyAdd(a, b, c)
+    let private fma32 (a: float32) b c = MathF.FusedMultiplyAdd(a, b, c)
+    let private fma64V (a: Vector<float>) b c = Vector.FusedMultiplyAdd(a, b, c)
+    let private fma64 (a: float) b c = Math.FusedMultiplyAdd(a, b, c)
+
+    /// Adam on float32 memory (see adam).
+    let adam32 (c: AdamStep<float32>, p, g, m, v, pOut, mOut, vOut) = adam (fma32V, fma32, c, p, g, m, v, pOut, mOut, vOut)
+    /// Adam on float64 memory (see adam).
+    let adam64 (c: AdamStep<float>, p, g, m, v, pOut, mOut, vOut) = adam (fma64V, fma64, c, p, g, m, v, pOut, mOut, vOut)
+    /// SGD on float32 memory (see sgd).
+    let sgd32 (c: SgdStep<float32>, p, g, buf, pOut, bufOut) = sgd (fma32V, fma32, c, p, g, buf, pOut, bufOut)
+    /// SGD on float64 memory (see sgd).
+    let sgd64 (c: SgdStep<float>, p, g, buf, pOut, bufOut) = sgd (fma64V, fma64, c, p, g, buf, pOut, bufOut)
+    /// RMSprop on float32 memory (see rms).
+    let rms32 (c: RmsStep<float32>, p, g, nu, mu, buf, pOut, nuOut, muOut, bufOut) = rms (fma32V, fma32, c, p, g, nu, mu, buf, pOut, nuOut, muOut, bufOut)
+    /// RMSprop on float64 memory (see rms).
+    let rms64 (c: RmsStep<float>, p, g, nu, mu, buf, pOut, nuOut, muOut, bufOut) = rms (fma64V, fma64, c, p, g, nu, mu, buf, pOut, nuOut, muOut, bufOut)
