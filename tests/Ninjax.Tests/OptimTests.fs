@@ -60,6 +60,25 @@ let private runFusedWith (inPlace: bool) (t: GradientTransformation) (parameters
 
 let private runFused t parameters grads = runFusedWith false t parameters grads
 
+/// The same tensor's values in memory that is not contiguous (every other element of a larger
+/// buffer), so a fused step cannot run its SIMD pass on it and takes the libtorch ops instead.
+/// A scalar stays as it is (one element is always contiguous).
+let private strided (t: torch.Tensor) : torch.Tensor =
+    if t.NumberOfElements <= 1L then t.clone ()
+    else torch.stack([| t; t |], -1L).select(-1L, 0L)
+
+/// runFused with every parameter handed to each step in non-contiguous memory.
+let private runFusedStrided (t: GradientTransformation) (parameters: (string * torch.Tensor) list) grads =
+    let apply = t.Apply.Value
+    let mutable ps = parameters |> List.map (fun (k, p: torch.Tensor) -> k, strided p) |> State.ofSeq
+    Expect.isFalse (ps.["layer/w"].is_contiguous ()) "the parameters are not contiguous"
+    let mutable s = t.Init ps
+    for step in grads do
+        let next, state = apply { Grads = State.ofSeq step; OptState = s; Params = ps; GradScale = 1.0; MayOverwrite = fun _ -> false }
+        ps <- State.map (fun _ p -> strided p) next
+        s <- state
+    ps
+
 /// The largest relative difference over all parameters, each measured against its tensor's
 /// scale: max |ours - torch| / max |torch|. (Elementwise relative error is meaningless for
 /// entries that pass near zero; for the scalar parameter the two coincide.)
@@ -177,6 +196,41 @@ let tests =
                     crossCheckWith runFused (name + ", fused step") torch.float32 1e-6 ours theirs
                     crossCheckWith runFused (name + ", fused step") torch.float64 1e-13 ours theirs
                     crossCheckWith (runFusedWith true) (name + ", fused step in place") torch.float32 1e-6 ours theirs
+                    crossCheckWith (runFusedWith true) (name + ", fused step in place") torch.float64 1e-13 ours theirs
+                    // Memory the SIMD pass cannot take: the libtorch ops (Adam), or Update (SGD, RMSprop).
+                    crossCheckWith runFusedStrided (name + ", fused step on non-contiguous parameters") torch.float32 1e-6 ours theirs
+        ]
+
+        testCase "every optimizer has a fused step, and so does gradient clipping before one" <| fun () ->
+            for name, ours, _, _ in optimizers do
+                Expect.isSome ours.Apply (sprintf "%s has a fused step" name)
+            Expect.isSome (Optax.chain [ Optax.clipByGlobalNorm 1.0; Optax.adam 1e-3 ]).Apply "clip, then Adam"
+            Expect.isSome (Optax.chain [ Optax.scale 0.5; Optax.clipByGlobalNorm 1.0; Optax.sgd 0.1 ]).Apply "scale, clip, then SGD"
+            Expect.isNone (Optax.chain [ Optax.adam 1e-3; Optax.clipByGlobalNorm 1.0 ]).Apply "Adam, then clip (clips updates, not gradients)"
+            Expect.isNone (Optax.scaleByAdam 0.9 0.999 1e-8).Apply "a transformation without one"
+
+        testList "gradient clipping folded into the fused step" [
+            // maxNorm 1 clips every step of this problem (its gradients have norms around 5);
+            // 100 never does. Both must agree with the chain's Update (whose AdamW form is itself
+            // 2e-6 to 5e-6 off torch.optim in float32, see the cross-check above).
+            for maxNorm in [ 1.0; 100.0 ] do
+                for name, inner, tolerance in
+                    [ "Adam", Optax.adam 1e-2, 1e-6
+                      "AdamW", Optax.adamw 1e-2, 5e-6
+                      "SGD with momentum", Optax.sgdWith { SgdOptions.Default with LearningRate = Schedule.constant 0.05; Momentum = 0.9 }, 1e-6
+                      "RMSprop", Optax.rmsprop 1e-2, 1e-6 ] do
+                    testCase (sprintf "clip to %g, then %s: the fused step equals Update after 100 steps" maxNorm name) <| fun () ->
+                        use _scope = torch.NewDisposeScope()
+                        let parameters, grads = problem torch.float32
+                        let chained = Optax.chain [ Optax.clipByGlobalNorm maxNorm; inner ]
+                        let viaUpdate = runOurs chained parameters grads
+                        let fused = runFused chained parameters grads
+                        let unclipped = runFused inner parameters grads
+                        let err = maxRelativeError fused [ for k, _ in parameters -> k, viaUpdate.[k] ]
+                        Expect.isLessThan err tolerance (sprintf "max relative error %g" err)
+                        let moved = maxRelativeError fused [ for k, _ in parameters -> k, unclipped.[k] ]
+                        if maxNorm = 1.0 then Expect.isGreaterThan moved 1e-3 "clipping changed the result"
+                        else Expect.equal moved 0.0 "nothing to clip: the same result as without clipping"
         ]
 
         testCase "the fused Adam step matches torch.optim where second moments are zero or subnormal (dead units)" <| fun () ->

@@ -163,9 +163,7 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
                     "parameters"
                 )
             )
-        // A fused step that wrote everything in place hands back the very states it was given:
-        // the state's map stays as it is.
-        let paramsInPlace = obj.ReferenceEquals(updated, parameters)
+        // A fused step that wrote everything in place hands back the very states it was given.
         let stateInPlace = obj.ReferenceEquals(next, state)
         if not (isNull donation) then
             let parameterEntries, stateEntries = parameters.Entries, state.Entries
@@ -177,8 +175,11 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
                 match stateEntries.TryGetValue k with
                 | true, old when obj.ReferenceEquals(t, old) && mayOverwrite old -> donation.Overwrote t
                 | _ -> ()
-        if not paramsInPlace then Ambient.exec (Prog.putMany (State.toSeq updated))
-        if not stateInPlace then this.PutM(next |> State.toSeq |> Seq.map (fun (k, v) -> prefix + k, v) |> State.ofValidPairs)
+        // Written back even when updated in place: the keys count as modified (tracking, and
+        // donation's check that no other key holds a tensor it overwrote), the map stays as it is.
+        Ambient.exec (Prog.putMany (State.toSeq updated))
+        if stateInPlace then Ambient.exec (Prog.putMany (Seq.init keys.Length (fun i -> absoluteKeys.[i], state.[keys.[i]])))
+        else this.PutM(next |> State.toSeq |> Seq.map (fun (k, v) -> prefix + k, v) |> State.ofValidPairs)
         let learningRate =
             match next.Entries.TryGetValue Optax.LearningRateKey with
             | true, lr -> Some(lr.ToDouble())
