@@ -131,7 +131,7 @@ let run (settings: Settings) : State * float =
                     AnsiConsole.MarkupLine(Markup.Escape(report epoch loss acc))
                     next) state)
     say ""
-    say "%s" (Summary.render final)
+    say "%s" (Summary.renderOf model final)
     settings.Save |> Option.iter (fun path -> Resume.save path final settings.Epochs)
     final, accuracy model final testSplit
 

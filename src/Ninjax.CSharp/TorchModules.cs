@@ -22,7 +22,7 @@ public static class TorchModules
             {
                 ArgumentNullException.ThrowIfNull(module);
                 var prefix = module.Path + "/";
-                return module.ParameterKeys.Select(k => prefix + k).ToArray();
+                return module.ParameterNames.Select(k => prefix + k).ToArray();
             }
         }
     }

@@ -15,7 +15,7 @@ public class PublicSurfaceTests
     /// <summary>Types C# code reaches from the facade's API or writes itself.</summary>
     private static readonly Type[] CoreTypesUsersTouch =
     {
-        typeof(Module), typeof(State), typeof(Variable), typeof(Dense), typeof(Conv2D), typeof(LayerNormalization), typeof(TorchModule<>),
+        typeof(Module), typeof(State), typeof(Variable), typeof(Dense), typeof(Conv2D), typeof(LayerNormalization), typeof(BatchNormalization), typeof(Embed), typeof(TorchModule<>),
     };
 
     /// <summary>True when the type is, or is built from, a type of FSharp.Core.</summary>

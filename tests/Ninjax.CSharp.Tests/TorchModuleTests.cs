@@ -45,8 +45,8 @@ public class TorchModuleTests
         Assert.Equal(new long[] { 4, 8 }, state["model/enc/weight"].shape);
         Assert.Equal(new long[] { 4 }, state["model/enc/bias"].shape);
         Assert.Equal("model/enc", model.Enc.Path);
-        Assert.Equal(new[] { "weight", "bias" }, model.Enc.ParameterKeys);
-        Assert.Empty(model.Enc.BufferKeys);
+        Assert.Equal(new[] { "weight", "bias" }, model.Enc.ParameterNames);
+        Assert.Empty(model.Enc.BufferNames);
         Assert.Equal(new[] { "model/enc/weight", "model/enc/bias" }, model.Enc.ParameterTargets);
 
         // The module computes with the state's tensors: x W^T + b.

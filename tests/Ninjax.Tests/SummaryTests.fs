@@ -18,7 +18,8 @@ let mixed () =
         "opt/mask", torch.zeros([| 2L; 0L |], dtype = torch.ScalarType.Bool) // 0 params,  0 bytes
         "top", torch.zeros([| 5L |], dtype = torch.uint8) ]                 //  5 params,  5 bytes
 
-let sizes entries parameters bytes = { Entries = entries; Parameters = parameters; Bytes = bytes }
+/// Totals without a model: every element counted, none of them classified as a parameter.
+let sizes entries elements bytes = { Entries = entries; Elements = elements; Parameters = 0L; Bytes = bytes }
 
 [<Tests>]
 let summaryTests =
@@ -29,16 +30,16 @@ let summaryTests =
             Expect.equal
                 (Summary.rows s)
                 [ ModuleRow("model", 0, sizes 4 26L 132L)
-                  EntryRow("model/bias", 1, [| 2L |], torch.ScalarType.Float16, sizes 1 2L 4L)
+                  EntryRow("model/bias", 1, [| 2L |], torch.ScalarType.Float16, EntryKind.Unclassified, sizes 1 2L 4L)
                   ModuleRow("model/h1", 1, sizes 2 16L 64L)
-                  EntryRow("model/h1/b", 2, [| 4L |], torch.ScalarType.Float32, sizes 1 4L 16L)
-                  EntryRow("model/h1/w", 2, [| 3L; 4L |], torch.ScalarType.Float32, sizes 1 12L 48L)
+                  EntryRow("model/h1/b", 2, [| 4L |], torch.ScalarType.Float32, EntryKind.Unclassified, sizes 1 4L 16L)
+                  EntryRow("model/h1/w", 2, [| 3L; 4L |], torch.ScalarType.Float32, EntryKind.Unclassified, sizes 1 12L 48L)
                   ModuleRow("model/h2", 1, sizes 1 8L 64L)
-                  EntryRow("model/h2/w", 2, [| 4L; 2L |], torch.ScalarType.Float64, sizes 1 8L 64L)
+                  EntryRow("model/h2/w", 2, [| 4L; 2L |], torch.ScalarType.Float64, EntryKind.Unclassified, sizes 1 8L 64L)
                   ModuleRow("opt", 0, sizes 2 1L 8L)
-                  EntryRow("opt/count", 1, [||], torch.ScalarType.Int64, sizes 1 1L 8L)
-                  EntryRow("opt/mask", 1, [| 2L; 0L |], torch.ScalarType.Bool, sizes 1 0L 0L)
-                  EntryRow("top", 0, [| 5L |], torch.ScalarType.Byte, sizes 1 5L 5L) ]
+                  EntryRow("opt/count", 1, [||], torch.ScalarType.Int64, EntryKind.Unclassified, sizes 1 1L 8L)
+                  EntryRow("opt/mask", 1, [| 2L; 0L |], torch.ScalarType.Bool, EntryKind.Unclassified, sizes 1 0L 0L)
+                  EntryRow("top", 0, [| 5L |], torch.ScalarType.Byte, EntryKind.Unclassified, sizes 1 5L 5L) ]
                 "rows"
 
         testCase "the quickstart model's summary: 21,123 parameters in 84,492 bytes" <| fun () ->
@@ -58,15 +59,34 @@ let summaryTests =
                   "model/h3", sizes 1 h3 (h3 * 4L) ]
                 "module totals"
 
+        testCase "the trained quickstart model: 21,123 trainable parameters beside Adam's state" <| fun () ->
+            let model = ScenarioTests.MyModel(3)
+            let state = Nj.init 0L model.Train State.empty (torch.ones(4L, 32L), torch.ones(4L, 3L))
+            let totals = Summary.totalsOf model state
+            Expect.equal totals.Parameters 21123L "trainable parameters"
+            // Two moments per parameter, Adam's count and learning rate, the fingerprint of its targets.
+            Expect.equal totals.Elements (3L * 21123L + 3L) "every element"
+            let lines = (Summary.renderOf model state).Split '\n' |> Array.map (fun l -> l.TrimEnd '\r')
+            Expect.equal
+                lines.[lines.Length - 1]
+                "21 entries: 21,123 trainable parameters (82.5 KiB); 42,249 other values (165.0 KiB): 0 in buffers, 42,249 optimizer state, 0 other"
+                "last line"
+            Expect.equal (lines.[0].Split(' ', StringSplitOptions.RemoveEmptyEntries)) [| "Name"; "Shape"; "Dtype"; "Kind"; "Parameters"; "Other"; "Bytes" |] "header"
+            let line name = lines |> Array.find (fun l -> l.TrimStart().StartsWith(name + " "))
+            Expect.equal (line "h1").[.. 9] "  h1      " "a module line"
+            Expect.stringContains (line "model") "21,123  42,249  253,500" "the model: its parameters, and its optimizer's state as other values"
+            Expect.stringContains (line "count") "Int64    optimizer" "the count's kind"
+            Expect.equal (line "bias") "  bias             [3]         Float32  parameter           3               12" "the bias: a parameter"
+
         testCase "render draws the tree with aligned columns and a total line" <| fun () ->
             let lines = (Summary.render (mixed ())).Split '\n' |> Array.map (fun l -> l.TrimEnd '\r')
-            Expect.equal lines.[0] "Name     Shape   Dtype    Parameters  Bytes" "header"
-            Expect.equal lines.[2] "model                             26    132" "module line"
-            Expect.equal lines.[4] "  h1                              16     64" "submodule line"
-            Expect.equal lines.[6] "    w    [3, 4]  Float32          12     48" "entry line"
-            Expect.equal lines.[10] "  count  []      Int64             1      8" "scalar line"
-            Expect.equal lines.[lines.Length - 2] "Total                             32    145" "total line"
-            Expect.equal lines.[lines.Length - 1] "7 entries, 32 parameters, 145 B" "last line"
+            Expect.equal lines.[0] "Name     Shape   Dtype    Elements  Bytes" "header"
+            Expect.equal lines.[2] "model                           26    132" "module line"
+            Expect.equal lines.[4] "  h1                            16     64" "submodule line"
+            Expect.equal lines.[6] "    w    [3, 4]  Float32        12     48" "entry line"
+            Expect.equal lines.[10] "  count  []      Int64           1      8" "scalar line"
+            Expect.equal lines.[lines.Length - 2] "Total                           32    145" "total line"
+            Expect.equal lines.[lines.Length - 1] "7 entries, 32 elements, 145 B (pass the model, Summary.renderOf model state, to count trainable parameters apart)" "last line"
             Expect.equal lines.Length 16 "11 rows, header, two rules, total and summary lines"
 
         testCase "formatBytes picks binary units" <| fun () ->
@@ -78,7 +98,7 @@ let summaryTests =
         testCase "an empty state has zero totals and no rows" <| fun () ->
             Expect.equal (Summary.totals State.empty) Summary.zero "totals"
             Expect.equal (Summary.rows State.empty) [] "rows"
-            Expect.stringContains (Summary.render State.empty) "0 entries, 0 parameters, 0 B" "render"
+            Expect.stringContains (Summary.render State.empty) "0 entries, 0 elements, 0 B" "render"
     ]
 
 [<Tests>]

@@ -18,7 +18,8 @@ type Target =
     | Key of string
     /// Every key the regex matches (anchor it with <c>^...$</c> to match whole keys).
     | Pattern of Regex
-    /// Every key of a module.
+    /// The trainable parameters of a module: its floating-point entries, without the buffers
+    /// (running statistics) and optimizer state it or its submodules declare (see EntryKind).
     | Module of IScoped
 
     /// A readable description for error messages.
@@ -49,11 +50,9 @@ module internal Gradients =
     let internal resolveTarget (state: State) (target: Target) : string list =
         let keys =
             match target with
-            | Target.Key k -> state.Entries |> Seq.map (fun kv -> kv.Key) |> Seq.filter (Key.isUnder k) |> List.ofSeq
-            | Target.Module m ->
-                // A module's keys lie strictly below its path; the key equal to the path belongs to its parent.
-                let prefix = m.Path + "/"
-                state.Entries |> Seq.map (fun kv -> kv.Key) |> Seq.filter (fun k -> k.StartsWith(prefix, StringComparison.Ordinal)) |> List.ofSeq
+            | Target.Key k -> state.KeysUnder k |> List.ofSeq
+            // The module's trainable parameters: not its buffers, optimizer state or integer entries.
+            | Target.Module m -> Parameters.targetKeys state m.Path (Declarations.Of m) |> List.ofArray
             | Target.Pattern r -> state.Entries |> Seq.map (fun kv -> kv.Key) |> Seq.filter r.IsMatch |> List.ofSeq
         if keys.IsEmpty then
             let probe =
@@ -87,6 +86,7 @@ module internal Gradients =
                     let struct (_, w) = Monad.runIn { env with Flags = { env.Flags with Ignore = true } } world (f inputs)
                     w
                 else world
+            let declared = Declarations.Version
             let keys = targets |> List.collect (resolveTarget world.State) |> List.distinct
             for k in keys do
                 let t = world.State.Entries.[k]
@@ -102,15 +102,27 @@ module internal Gradients =
             let inputLeaves = inputs |> List.map leafOf
             let leafState = paramLeaves |> List.fold (fun (m: Map<_, _>) (k, t) -> m.Add(k, t)) world.State.Entries
             let inner = { env with Flags = { env.Flags with Create = false }; GradDepth = env.GradDepth + 1 }
-            let start = { world with State = State leafState; Read = Set.empty; Modified = Set.empty }
+            let start = { world with State = State(leafState, world.State.Structure); Read = Set.empty; Modified = Set.empty }
             let struct ((loss, aux), after) = Monad.runIn inner start (f inputLeaves)
+            // A module that declared a buffer while f ran (a Buffer call in the loss) has it left
+            // out of its Target.Module, as if it had been declared before.
+            let allLeaves = paramLeaves
+            let paramLeaves, keys =
+                if Declarations.Version = declared then paramLeaves, keys
+                else
+                    let selected = targets |> List.collect (resolveTarget world.State) |> Set.ofList
+                    let kept = paramLeaves |> List.filter (fun (k, _) -> selected.Contains k)
+                    kept, List.map fst kept
             for k in keys do
                 if not (after.Read.Contains k) then
                     raise (
                         InvalidOperationException(
                             sprintf
-                                "Gradient with respect to state key '%s' was asked for, but the differentiated function never reads it. Keys it reads: %s."
+                                "Gradient with respect to state key '%s' was asked for, but the differentiated function never reads it. Keys it reads: %s.%s"
                                 k (if after.Read.IsEmpty then "none" else String.Join(", ", after.Read))
+                                (if targets |> List.exists (function Target.Module _ -> true | _ -> false) then
+                                     " If it is state rather than a trainable parameter (a moving average, say), declare it a buffer in its module's constructor (DeclareBuffers), so that Target.Module leaves it out."
+                                 else "")
                         )
                     )
             if isNull (box loss) then raise (InvalidOperationException "The differentiated function returned a null loss.")
@@ -138,7 +150,7 @@ module internal Gradients =
             let inputGrads = inputLeaves |> List.mapi (fun i leaf -> gradAt (paramLeaves.Length + i) leaf)
             // Entries the function did not overwrite still hold their leaves: restore the originals.
             let mutable final = after.State.Entries
-            for k, leaf in paramLeaves do
+            for k, leaf in allLeaves do
                 if obj.ReferenceEquals(final.[k], leaf) then final <- final.Add(k, world.State.Entries.[k])
             if not nested then
                 for k in after.Modified do
@@ -146,7 +158,7 @@ module internal Gradients =
                     if v.requires_grad then final <- final.Add(k, v.detach())
             let outWorld =
                 { after with
-                    State = State final
+                    State = State(final, after.State.Structure)
                     Read = Set.union world.Read after.Read
                     Modified = Set.union world.Modified after.Modified
                     Created = Set.union world.Created after.Created }

@@ -71,6 +71,9 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
 
     let children = Dictionary<string, Module>()
 
+    // What this module declares about its entries (buffers, optimizer state) and its submodules'.
+    let declarations = Declarations.Of this
+
     let keyOf (entry: string) =
         Key.validate entry
         path + "/" + entry
@@ -125,11 +128,72 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
         let key = keyOf name
         Ambient.exec (Prog.bind (fun (_: torch.Tensor) -> Prog.putKey key value) (Prog.getKey key None))
 
-    /// The entries of this module keyed relative to its path (ninjax's values).
+    /// The entries of this module keyed RELATIVE to its path (ninjax's values): <c>w</c> and
+    /// <c>h1/b</c> for <c>model/w</c> and <c>model/h1/b</c>. GetM returns the same entries keyed
+    /// absolutely. Every returned entry counts as read.
     member _.Values: State =
         let prefix = path + "/"
-        let all = Ambient.exec (Prog.scopeAt path (Prog.getm None))
-        State(all.Entries |> Seq.fold (fun (m: Map<_, _>) kv -> m.Add(kv.Key.Substring prefix.Length, kv.Value)) Map.empty)
+        Ambient.exec (
+            Nj(fun _ world ->
+                let entries = world.State.Entries
+                let mutable found = Map.empty
+                let mutable read = world.Read
+                for k in world.State.KeysUnder path do
+                    if k.Length > prefix.Length then
+                        found <- found.Add(k.Substring prefix.Length, entries.[k])
+                        read <- read.Add k
+                struct (State found, { world with Read = read }))
+        )
+
+    /// Reads the entry <paramref name="name"/> of this module, creating it with
+    /// <paramref name="ctor"/> on first use, and declares it a buffer: state the module keeps
+    /// that is not trained (running statistics, a moving average). Target.Module leaves buffers
+    /// out of gradients, and summaries count them apart from parameters.
+    member _.Buffer(name: string, ctor: Func<torch.Tensor>) : torch.Tensor =
+        if isNull ctor then raise (ArgumentNullException("ctor", sprintf "No constructor given for '%s'." name))
+        let key = keyOf name
+        declarations.AddBuffer name
+        Ambient.exec (Prog.getKey key (Some(Ambient.ofImpure ctor.Invoke)))
+
+    /// Declares entries of this module (names relative to its path, such as <c>avg</c>)
+    /// buffers, before they exist: call it in the constructor so that the declaration holds for
+    /// a state loaded from a checkpoint before any call ran (Ninjax's layers do). Buffer declares
+    /// the entry it reads too, but only once it runs.
+    member _.DeclareBuffers([<ParamArray>] names: string[]) =
+        if isNull names then raise (ArgumentNullException("names"))
+        for n in names do
+            Key.validate n
+            declarations.AddBuffer n
+
+    /// Declares everything under this module optimizer state (the Optimizer does).
+    member internal _.DeclareOptimizerState() = declarations.DeclareOptimizerState()
+
+    /// The keys (absolute, in order) of this module's trainable parameters in
+    /// <paramref name="state"/>: its floating-point entries and its submodules', without the
+    /// buffers and optimizer state they declare. These are what <c>Target.Module</c> differentiates.
+    member _.ParameterKeys(state: State) : IReadOnlyList<string> =
+        if isNull state then raise (ArgumentNullException("state"))
+        Parameters.keys state path declarations
+
+    /// The keys of this module's trainable parameters in the state of the purified call that is running.
+    member this.ParameterKeys() : IReadOnlyList<string> = this.ParameterKeys(Ambient.exec Prog.state)
+
+    /// This module's trainable parameters in <paramref name="state"/>, keyed absolutely.
+    member this.Parameters(state: State) : State =
+        let keys = this.ParameterKeys state
+        State.ofValidPairs (keys |> Seq.map (fun k -> k, state.[k]))
+
+    /// This module's trainable parameters in the running purified call (each counts as read).
+    member this.Parameters() : State =
+        let keys = this.ParameterKeys()
+        State.ofValidPairs (keys |> Seq.map (fun k -> k, Ambient.exec (Prog.getKey k None)))
+
+    /// What each entry under this module's path in <paramref name="state"/> is for: parameter,
+    /// buffer, optimizer state or other (not floating point), keyed absolutely.
+    member _.EntryKinds(state: State) : IReadOnlyDictionary<string, EntryKind> =
+        if isNull state then raise (ArgumentNullException("state"))
+        let kinds = Parameters.kinds state path declarations
+        Dictionary<string, EntryKind>(kinds |> Seq.map (fun (k, v) -> KeyValuePair(k, v)), StringComparer.Ordinal)
 
     /// The submodule <paramref name="name"/>, constructed by <paramref name="make"/> on first use
     /// with the path <c>Path/name</c>. Works in the constructor and inline in methods.
@@ -164,6 +228,7 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
                         )
                     )
                 children.[name] <- made
+                declarations.AddChild(name, Declarations.Of made)
                 made)
 
     /// Shows the type and path.

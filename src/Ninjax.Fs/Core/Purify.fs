@@ -282,7 +282,7 @@ module Purify =
         // Updates made in place leave the map as it was; the caller still gets a new State, so
         // that the donated one can be marked.
         let world =
-            if obj.ReferenceEquals(world.State, donated) && donation.OverwrittenCount > 0 then { world with State = State(now) }
+            if obj.ReferenceEquals(world.State, donated) && donation.OverwrittenCount > 0 then { world with State = State(now, world.State.Structure) }
             else world
         // Nothing to hand over when the call changed nothing, when the output holds the donated
         // state itself (Prog.state before any write), or when it is empty (the shared State.empty

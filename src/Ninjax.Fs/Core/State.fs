@@ -82,11 +82,48 @@ module internal Shape =
                 i <- i + 1
             i = shape.Length
 
+/// What states that differ only in their values share: the same keys, and under each key the
+/// same shape and dtype. A step that only writes existing entries hands its token on, so what
+/// is derived from the keys (their sorted index, the parameters of a module) is computed once
+/// per structure, not once per step. Holds strings only, never tensors.
+[<Sealed; AllowNullLiteral>]
+type internal Structure() =
+    let mutable sorted: string[] = null
+
+    /// The keys in ordinal order (F#'s Map enumerates them in that order), built on first use
+    /// from the entries of any state with this structure.
+    member _.SortedKeys(entries: Map<string, torch.Tensor>) : string[] =
+        match sorted with
+        | null ->
+            let keys = Array.zeroCreate entries.Count
+            let mutable i = 0
+            for kv in entries do
+                keys.[i] <- kv.Key
+                i <- i + 1
+            sorted <- keys
+            keys
+        | keys -> keys
+
+    /// The keys at or under a prefix (the prefix itself, then <c>prefix/...</c>), by binary
+    /// search: O(log n + k). Keys hold only letters, digits, '_' and '/', and '/' sorts before
+    /// all of them, so the keys under a prefix follow it without a gap.
+    member this.KeysUnder(entries: Map<string, torch.Tensor>, prefix: string) : ArraySegment<string> =
+        let keys = this.SortedKeys entries
+        let mutable lo = 0
+        let mutable hi = keys.Length
+        while lo < hi do
+            let mid = (lo + hi) >>> 1
+            if String.CompareOrdinal(keys.[mid], prefix) < 0 then lo <- mid + 1 else hi <- mid
+        let mutable last = lo
+        while last < keys.Length && Key.isUnder prefix keys.[last] do
+            last <- last + 1
+        ArraySegment(keys, lo, last - lo)
+
 /// An immutable map from keys to tensors: the whole state of a model, its optimizer and anything
 /// else its modules keep. Updates return a new state and share structure with the old one, so
 /// a step that touches a few entries costs O(k log n), never a copy of the state.
 [<Sealed; AllowNullLiteral>]
-type State internal (entries: Map<string, torch.Tensor>) =
+type State internal (entries: Map<string, torch.Tensor>, structure: Structure) =
 
     // Set when the state is donated to a call (Options.donate): that call owns its tensors now.
     let mutable donatedTo: string = null
@@ -103,8 +140,21 @@ type State internal (entries: Map<string, torch.Tensor>) =
             )
         entries
 
+    /// A state of its own structure.
+    internal new(entries: Map<string, torch.Tensor>) = State(entries, Structure())
+
     /// The empty state.
     static member Empty = State(Map.empty)
+
+    /// What this state shares with every state derived from it by writes of existing entries.
+    member internal _.Structure = structure
+
+    /// The state with an existing entry's tensor replaced by one of the same shape and dtype
+    /// (the caller checks both): it keeps this state's structure.
+    member internal _.Replace(key: string, value: torch.Tensor) = State((live ()).Add(key, value), structure)
+
+    /// The keys at or under a prefix, in order, in O(log n + k).
+    member internal _.KeysUnder(prefix: string) : ArraySegment<string> = structure.KeysUnder(live (), prefix)
 
     /// The entries as an F# map (shared, not copied).
     member internal _.Entries = live ()
@@ -232,7 +282,12 @@ module State =
         State(Map.filter predicate state.Entries)
 
     /// The entries at or under a key prefix (a key matches itself and everything below it).
-    let under (prefix: string) (state: State) : State = filter (fun k _ -> Key.isUnder prefix k) state
+    let under (prefix: string) (state: State) : State =
+        let entries = state.Entries
+        let mutable m = Map.empty
+        for k in state.KeysUnder prefix do
+            m <- m.Add(k, entries.[k])
+        State m
 
     /// Both states' entries; where both hold a key, the right one wins.
     let merge (left: State) (right: State) : State =

@@ -114,9 +114,157 @@ type LayerNormalization([<Optional; DefaultParameterValue(1e-5)>] eps: float, [<
         let offset = this.Get("offset", fun () -> torch.zeros([| features |], dtype = x.dtype))
         torch.nn.functional.layer_norm(x, [| features |], scale, offset, eps)
 
+/// Batch normalisation written in Ninjax's idiom, computing as TorchSharp's BatchNorm1d/2d/3d
+/// (the same kernel, momentum and eps): over inputs of shape [batch; channels; ...] it
+/// normalises each channel (axis 1). The scale <c>scale</c> (ones) and offset <c>offset</c>
+/// (zeros) are parameters; the running statistics <c>mean</c> (zeros) and <c>var</c> (ones)
+/// are buffers (state that is not trained), all created on first use. Training or evaluation
+/// is chosen per call: <c>Forward(x, training = true)</c> normalises with the batch's
+/// statistics and writes the updated running statistics to the state
+/// (<c>running = (1 - momentum) * running + momentum * batch</c>, the variance unbiased);
+/// <c>Forward(x, training = false)</c> normalises with the running statistics and writes nothing.
+[<AllowNullLiteral>]
+type BatchNormalization
+    (
+        [<Optional; DefaultParameterValue(0.1)>] momentum: float,
+        [<Optional; DefaultParameterValue(1e-5)>] eps: float,
+        [<Optional; DefaultParameterValue(null: string)>] name: string
+    ) as this =
+    inherit Module(name)
+
+    do
+        if not (momentum >= 0.0 && momentum <= 1.0) then
+            raise (ArgumentOutOfRangeException("momentum", momentum, "BatchNormalization's momentum must lie in [0, 1] (TorchSharp's default is 0.1)."))
+        if not (eps > 0.0) then
+            raise (ArgumentOutOfRangeException("eps", eps, "BatchNormalization's eps must be positive."))
+        // Declared before any call, so they are buffers for a state loaded from a checkpoint too.
+        this.DeclareBuffers("mean", "var")
+
+    /// The weight of the batch's statistics in each update of the running statistics.
+    member _.Momentum = momentum
+
+    /// Added to the variance before its square root.
+    member _.Eps = eps
+
+    /// Normalises <paramref name="x"/> of shape [batch; channels; ...]: with the batch's
+    /// statistics, updating the running ones, when <paramref name="training"/> is true; with
+    /// the running statistics, changing nothing, when it is false.
+    member this.Forward(x: torch.Tensor, training: bool) : torch.Tensor =
+        if isNull (box x) then raise (ArgumentNullException("x"))
+        if x.Dimensions < 2L then
+            raise (ArgumentException(sprintf "%O expects input of shape [batch, channels, ...]; it got shape %s." this (Text.shape x), "x"))
+        let channels = x.size 1
+        let scale = this.Get("scale", fun () -> torch.ones([| channels |], dtype = x.dtype, device = x.device))
+        if scale.size 0 <> channels then
+            raise (ArgumentException(sprintf "%O was built for %d channels (axis 1); it got shape %s." this (scale.size 0) (Text.shape x), "x"))
+        let offset = this.Get("offset", fun () -> torch.zeros([| channels |], dtype = x.dtype, device = x.device))
+        let mean = this.Buffer("mean", fun () -> torch.zeros([| channels |], dtype = x.dtype, device = x.device))
+        let var = this.Buffer("var", fun () -> torch.ones([| channels |], dtype = x.dtype, device = x.device))
+        if training then
+            if x.NumberOfElements / channels <= 1L then
+                raise (
+                    ArgumentException(
+                        sprintf "%O in training needs more than one value per channel to compute batch statistics; it got shape %s. Use a larger batch, or %s." this (Text.shape x) (Text.code (Ambient.language ()) "training = false" "training: false"),
+                        "x"
+                    )
+                )
+            // The kernel updates the running statistics in place: give it copies (the state is
+            // immutable) and write them back.
+            let mean = mean.detach().clone()
+            let var = var.detach().clone()
+            let y = torch.nn.functional.batch_norm(x, mean, var, scale, offset, true, momentum, eps)
+            this.Put("mean", mean) |> ignore
+            this.Put("var", var) |> ignore
+            y
+        else torch.nn.functional.batch_norm(x, mean, var, scale, offset, false, momentum, eps)
+
+/// An embedding table written in Ninjax's idiom, computing as TorchSharp's Embedding: it maps
+/// integer indices in [0, count) to rows of the parameter <c>embedding</c> of shape
+/// [count; features], which starts normal(0, 1) from the call's seed. With
+/// <c>paddingIndex</c>, that row starts at zero and gets no gradient (negative indices count
+/// from the end, as in TorchSharp). TorchSharp's max_norm and scale_grad_by_freq are not offered.
+[<AllowNullLiteral>]
+type Embed
+    (
+        count: int,
+        features: int,
+        [<Optional>] paddingIndex: Nullable<int>,
+        [<Optional; DefaultParameterValue(null: string)>] name: string
+    ) =
+    inherit Module(name)
+
+    do
+        if count <= 0 then
+            raise (ArgumentOutOfRangeException("count", count, "An Embed table needs at least one row (count)."))
+        if features <= 0 then
+            raise (ArgumentOutOfRangeException("features", features, "An Embed table needs at least one feature per row."))
+        if paddingIndex.HasValue && (paddingIndex.Value < -count || paddingIndex.Value >= count) then
+            raise (ArgumentOutOfRangeException("paddingIndex", paddingIndex.Value, sprintf "The padding index must lie in [-%d, %d) for a table of %d rows." count count count))
+
+    let padding = if paddingIndex.HasValue then Some(int64 (if paddingIndex.Value < 0 then paddingIndex.Value + count else paddingIndex.Value)) else None
+
+    /// The number of rows.
+    member _.Count = count
+
+    /// The size of each row.
+    member _.Features = features
+
+    /// The row that gets no gradient (made non-negative), or null.
+    member _.PaddingIndex: Nullable<int> = match padding with Some p -> Nullable(int p) | None -> Nullable()
+
+    /// The rows for <paramref name="indices"/> (an integer tensor of any shape): shape
+    /// <c>indices.shape + [features]</c>.
+    member this.Forward(indices: torch.Tensor) : torch.Tensor =
+        if isNull (box indices) then raise (ArgumentNullException("indices"))
+        if indices.dtype <> torch.int64 && indices.dtype <> torch.int32 then
+            raise (ArgumentException(sprintf "%O expects indices of dtype Int64 or Int32; it got %O of shape %s." this indices.dtype (Text.shape indices), "indices"))
+        let table =
+            this.Get(
+                "embedding",
+                fun () ->
+                    let t = torch.randn([| int64 count; int64 features |], generator = Nj.rng ())
+                    match padding with
+                    | Some p -> t.index_fill_(0L, torch.tensor [| p |], 0.0)
+                    | None -> t
+            )
+        if table.size 0 <> int64 count || table.size 1 <> int64 features then
+            raise (ArgumentException(sprintf "%O holds a table of shape %s; it was made for [%d, %d]." this (Text.shape table) count features))
+        let rows =
+            try
+                table.index_select(0L, indices.reshape(-1L))
+            with :? ExternalException ->
+                let low, high = indices.min().ToInt64(), indices.max().ToInt64()
+                raise (ArgumentException(sprintf "%O has %d rows; it got indices from %d to %d, outside [0, %d)." this count low high count, "indices"))
+        let shape = Array.append indices.shape [| int64 features |]
+        let out = rows.reshape shape
+        match padding with
+        | None -> out
+        // The padding row reads as it is but passes no gradient back, as in TorchSharp.
+        | Some p ->
+            use p = Scalar.op_Implicit p
+            torch.where(indices.eq(p).unsqueeze(-1L), out.detach(), out)
+
 /// Stateless operations that small networks put between layers. C# calls them by their
-/// compiled names: <c>Ops.MaxPool2d(2, x)</c>, <c>Ops.Flatten(x)</c>.
+/// compiled names: <c>Ops.Dropout(0.3, training, x)</c>, <c>Ops.MaxPool2d(2, x)</c>, <c>Ops.Flatten(x)</c>.
 module Ops =
+
+    /// Dropout, as TorchSharp's: in training, zeroes each element with probability
+    /// <paramref name="rate"/> and scales the rest by 1 / (1 - rate), drawing the mask from the
+    /// purified call's randomness (Nj.rng), so the call's seed decides it; otherwise (or at rate
+    /// 0) returns <paramref name="x"/> itself. A function rather than a module: it holds no state.
+    [<CompiledName("Dropout")>]
+    let dropout (rate: float) (training: bool) (x: torch.Tensor) : torch.Tensor =
+        if not (rate >= 0.0 && rate <= 1.0) then
+            raise (ArgumentOutOfRangeException("rate", rate, "The dropout rate must lie in [0, 1]."))
+        if isNull (box x) then raise (ArgumentNullException("x"))
+        if not training || rate = 0.0 || x.NumberOfElements = 0L then x
+        elif rate = 1.0 then x.mul (torch.zeros([||], dtype = x.dtype, device = x.device))
+        else
+            // ATen's own order on the CPU: a Bernoulli(1 - rate) mask, divided by 1 - rate, times x.
+            let noise = torch.empty_like(x).bernoulli_(1.0 - rate, generator = Nj.rng ())
+            use keep = Scalar.op_Implicit (1.0 - rate)
+            noise.div_(keep) |> ignore
+            x.mul noise
 
     /// Max pooling over non-overlapping size x size windows of an NCHW tensor.
     [<CompiledName("MaxPool2d")>]

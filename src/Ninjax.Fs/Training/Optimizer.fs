@@ -38,9 +38,10 @@ type OptimizerMetrics =
 /// to targets, turns the gradients into updates with a gradient transformation, writes the new
 /// parameters, and keeps the transformation's state under its own path
 /// (<c>model/opt/mu/model/h1/w</c>, <c>model/opt/count</c>). The state is created on first use,
-/// so Nj.init creates it (and leaves the parameters as they were initialised).
+/// so Nj.init creates it (and leaves the parameters as they were initialised). Everything under
+/// its path is optimizer state (EntryKind.OptimizerState): Target.Module never differentiates it.
 [<AllowNullLiteral>]
-type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterValue(null: string)>] name: string) =
+type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterValue(null: string)>] name: string) as this =
     inherit Module(name)
 
     do
@@ -51,6 +52,7 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
                     sprintf "An optimizer needs a gradient transformation, such as %s." (Text.code (Ambient.language ()) "Optax.adam 1e-3" "Optimizers.Adam(1e-3)")
                 )
             )
+        this.DeclareOptimizerState()
 
     // Targets that would include the optimizer's own state, rewritten once per target key.
     let excluding = ConcurrentDictionary<string, Target>()
@@ -76,8 +78,9 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
     /// The gradient transformation.
     member _.Transform = transform
 
-    /// A target that selects this optimizer's own state is narrowed to exclude it, so that
-    /// <c>Target.Module model</c> works when the optimizer lives under <c>model</c>.
+    /// A key target that selects this optimizer's own state is narrowed to exclude it, so that
+    /// <c>Target.Key "model"</c> works when the optimizer lives under <c>model</c>
+    /// (<c>Target.Module model</c> leaves optimizer state out by itself).
     member private this.Narrow(targets: Target list) : Target list =
         if isNull (box targets) then raise (ArgumentNullException("targets"))
         let own = this.Path
@@ -97,7 +100,8 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
         |> List.map (fun t ->
             match t with
             | Target.Key k -> narrow k t
-            | Target.Module m -> narrow m.Path t
+            | Target.Module m when m.Path = own -> narrow m.Path t
+            | Target.Module _ -> t
             | Target.Pattern _ -> t)
 
     /// Applies gradients to parameters: the transformation's update (creating its state on first

@@ -230,6 +230,8 @@ type TorchModule<'M when 'M :> torch.nn.Module>(make: Func<'M>, [<Optional; Defa
         | Some(k, _) ->
             raise (ArgumentException(sprintf "Two parameters or buffers of the %s map to the same state key '%s'." typeName k))
         | None -> ()
+        // Known before any call, so Target.Module leaves them out even for a loaded state.
+        this.DeclareBuffers [| for e in entries do if e.IsBuffer then e.Key |]
 
     let execution =
         match box template with
@@ -380,11 +382,13 @@ type TorchModule<'M when 'M :> torch.nn.Module>(make: Func<'M>, [<Optional; Defa
     member _.Eval() = training <- false
 
     // Read-only lists rather than F# lists, so C# code sees no F# type.
-    /// The state keys of the module's parameters, relative to the adapter (<c>0/weight</c>, ...).
-    member _.ParameterKeys: IReadOnlyList<string> = [ for e in entries do if not e.IsBuffer then e.Key ]
+    /// The state keys of the wrapped module's parameters, RELATIVE to the adapter (<c>0/weight</c>,
+    /// ...), known without a state (<c>ParameterKeys(state)</c> gives them absolutely).
+    member _.ParameterNames: IReadOnlyList<string> = [ for e in entries do if not e.IsBuffer then e.Key ]
 
-    /// The state keys of the module's buffers, relative to the adapter (<c>running_mean</c>, ...).
-    member _.BufferKeys: IReadOnlyList<string> = [ for e in entries do if e.IsBuffer then e.Key ]
+    /// The state keys of the wrapped module's buffers, RELATIVE to the adapter
+    /// (<c>running_mean</c>, ...): declared buffers, which Target.Module leaves out.
+    member _.BufferNames: IReadOnlyList<string> = [ for e in entries do if e.IsBuffer then e.Key ]
 
     /// Runs any function of the wrapped module (for forward signatures other than tensor to
     /// tensor) with the module computing on the state's tensors, in the given mode.
@@ -455,6 +459,6 @@ module TorchModuleExtensions =
 
     type TorchModule<'M when 'M :> torch.nn.Module> with
 
-        /// Gradient targets selecting the parameters only (buffers such as BatchNorm's
-        /// num_batches_tracked are not differentiable): <c>Nj.grad loss enc.ParameterTargets x</c>.
-        member this.ParameterTargets: Target list = [ for k in this.ParameterKeys -> Target.Key(this.Path + "/" + k) ]
+        /// Gradient targets selecting the parameters only, one key each (the same keys as
+        /// <c>Target.Module enc</c>, which leaves buffers out too): <c>Nj.grad loss enc.ParameterTargets x</c>.
+        member this.ParameterTargets: Target list = [ for k in this.ParameterNames -> Target.Key(this.Path + "/" + k) ]
