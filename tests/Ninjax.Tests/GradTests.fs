@@ -81,12 +81,15 @@ let tests =
             let msg = throwsWith<InvalidOperationException> (fun () -> f state () |> ignore)
             mentions msg [ "q/unused"; "never reads"; "q/w" ]
 
-        testCase "an integer target is refused by name" <| fun () ->
+        testCase "an integer target is refused by name; a module target leaves integer entries out" <| fun () ->
             let q = Quadratic "ints"
             let state = Nj.init 0L q.CountingLoss State.empty ()
-            let f = Nj.purify (fun () -> Nj.grad q.CountingLoss [ Target.Module q ] ())
+            let f = Nj.purify (fun () -> Nj.grad q.CountingLoss [ Target.Key "ints/calls" ] ())
             let msg = throwsWith<ArgumentException> (fun () -> f state () |> ignore)
             mentions msg [ "ints/calls"; "Int64" ]
+            let _, (_, _, grads) = Nj.purify (fun () -> Nj.grad q.CountingLoss [ Target.Module q ] ()) state ()
+            Expect.isFalse (State.containsKey "ints/calls" grads) "the counter is not differentiated"
+            Expect.isNonEmpty (State.keys grads) "the parameters are"
 
         testCase "a non-scalar loss is rejected with its shape" <| fun () ->
             let q, state = setup ()

@@ -536,13 +536,17 @@ let tests =
                 Expect.equal (count state) 0L "state unchanged"
                 Expect.isFalse state.["model/opt/mu/model/h1/w"].IsInvalid "moments alive"
 
-            testCase "integer parameters cannot be targets" <| fun () ->
+            testCase "integer entries are never parameters: a module target leaves them out, a key target names them" <| fun () ->
                 let m = Module("counted")
                 let opt = m.Sub("opt", fun () -> Optimizer(Optax.sgd 0.1))
-                let f (x: torch.Tensor) =
+                let f (target: Target) (x: torch.Tensor) =
                     m.Get("steps", fun () -> torch.tensor 0L) |> ignore
-                    opt.Minimize((fun (x: torch.Tensor) -> (m.Get("w", fun () -> torch.ones 3L) * x).sum ()), [ Target.Module m ], x)
-                let msg = throwsWith<ArgumentException> (fun () -> Nj.init 0L f State.empty (torch.ones 3L) |> ignore)
+                    opt.Minimize((fun (x: torch.Tensor) -> (m.Get("w", fun () -> torch.ones 3L) * x).sum ()), [ target ], x)
+                let state = Nj.init 0L (f (Target.Module m)) State.empty (torch.ones 3L)
+                Expect.isFalse (State.keys state |> List.exists (fun k -> k.StartsWith "counted/opt/" && k.EndsWith "/steps")) "no optimizer state for the counter"
+                let after, _ = Nj.purify (f (Target.Module m)) state (torch.ones 3L)
+                expectIdentical after.["counted/w"] (torch.ones 3L * 0.9f) "the weight trained"
+                let msg = throwsWith<ArgumentException> (fun () -> Nj.init 0L (f (Target.Key "counted/steps")) State.empty (torch.ones 3L) |> ignore)
                 mentions msg [ "counted/steps"; "Int64" ]
         ]
     ]

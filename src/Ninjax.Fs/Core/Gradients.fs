@@ -120,9 +120,7 @@ module internal Gradients =
                             sprintf
                                 "Gradient with respect to state key '%s' was asked for, but the differentiated function never reads it. Keys it reads: %s.%s"
                                 k (if after.Read.IsEmpty then "none" else String.Join(", ", after.Read))
-                                (if targets |> List.exists (function Target.Module _ -> true | _ -> false) then
-                                     " If it is state rather than a trainable parameter (a moving average, say), declare it a buffer in its module's constructor (DeclareBuffers), so that Target.Module leaves it out."
-                                 else "")
+                                " If it is state rather than a trainable parameter (a moving average, say), declare it a buffer in its module's constructor (DeclareBuffers) and target the module: Target.Module leaves buffers out."
                         )
                     )
             if isNull (box loss) then raise (InvalidOperationException "The differentiated function returned a null loss.")
