@@ -81,5 +81,12 @@ public class LayerTests
         var (_, parameters) = Nj.Pure(() => module.Parameters())(loaded);
         Assert.Equal(new[] { "avg/scale" }, parameters.Keys);
         Assert.Same(loaded["avg/scale"], module.Parameters(loaded)["avg/scale"]);
+
+        // A module holding only a buffer is no target; the message speaks C#.
+        var onlyBuffer = States.From(("avg/average", zeros(3)));
+        var error = Raises<ArgumentException>(() => Nj.Pure(() => Nj.Grad(() => module.Forward(ones(2, 3)).sum(), module))(onlyBuffer));
+        Assert.Contains("holds no trainable parameters", error.Message);
+        Assert.Contains("buffers (avg/average)", error.Message);
+        Assert.Contains("its key as a string (\"avg/...\")", error.Message);
     }
 }

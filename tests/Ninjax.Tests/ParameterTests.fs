@@ -186,7 +186,7 @@ let tests =
             let msg =
                 throwsWith<ArgumentException> (fun () ->
                     Nj.purify (fun xy -> Nj.grad model.Loss [ Target.Module model.Opt ] xy) state (x, y) |> ignore)
-            mentions msg [ "'model/opt'"; "no trainable parameters"; "optimizer state"; "model/opt/count" ]
+            mentions msg [ "'model/opt'"; "no trainable parameters"; "optimizer state"; "model/opt/count"; "Target.Key \"model/opt/...\"" ]
             let bare = Bare "b"
             let s = State.ofSeq [ "b/n", torch.tensor 1L ]
             let msg = throwsWith<ArgumentException> (fun () -> Nj.purify (fun () -> Nj.grad (fun () -> torch.tensor 0.0f) [ Target.Module bare ] ()) s () |> ignore)

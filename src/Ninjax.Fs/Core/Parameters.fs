@@ -145,11 +145,12 @@ module internal Parameters =
                       describe EntryKind.OptimizerState "optimizer state"
                       describe EntryKind.Other "entries that are not floating point" ]
                     |> List.choose id
+                let byKey = Text.code (Caller.fromStack ()) (sprintf "Target.Key \"%s/...\"" path) (sprintf "its key as a string (\"%s/...\")" path)
                 raise (
                     ArgumentException(
                         sprintf
-                            "Module '%s' holds no trainable parameters to differentiate: its entries are %s. Target the modules whose parameters should change, or name an entry with Target.Key."
-                            path (String.Join("; ", held)),
+                            "Module '%s' holds no trainable parameters to differentiate: its entries are %s. Target the modules whose parameters should change, or name an entry with %s."
+                            path (String.Join("; ", held)) byKey,
                         "targets"
                     )
                 )
