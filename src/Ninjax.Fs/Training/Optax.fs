@@ -543,6 +543,13 @@ module Optax =
             | _ -> nan, nan
         if addedEps > 4.0 * sqrt tiny / precision then ValueSome tiny else ValueNone
 
+    /// The smallest normal float32 and float64 numbers.
+    let private tiny32, tiny64 = 1.1754943508222875e-38, 2.2250738585072014e-308
+
+    /// The magnitude below which a SIMD loop stores a value that decays by <paramref name="decay"/>
+    /// each step as zero: its next decay would make it subnormal (see Kernels.flushV).
+    let private flushBelow (tiny: float) (decay: float) : float = if decay > 0.0 && decay < 1.0 then tiny / decay else tiny
+
     /// The floor a SIMD loop clamps with: sqrtFloor's, or minus infinity for none.
     let private floorFor (dtype: torch.ScalarType) (addedEps: float) : float =
         match sqrtFloor dtype addedEps with
@@ -679,11 +686,13 @@ module Optax =
             let constants32: AdamStep<float32> =
                 { GradScale = float32 scale; L2 = float32 l2; HasL2 = l2 <> 0.0; Beta1 = float32 options.Beta1; Keep1 = float32 (1.0 - options.Beta1)
                   Beta2 = float32 options.Beta2; Keep2 = float32 (1.0 - options.Beta2); Floor = float32 (floorFor torch.float32 eps); Eps = float32 eps
-                  Decay = float32 decay; StepSize = float32 stepSize }
+                  Decay = float32 decay; StepSize = float32 stepSize; FlushM = float32 (flushBelow tiny32 options.Beta1)
+                  FlushV = float32 (flushBelow tiny32 options.Beta2); FlushP = float32 (flushBelow tiny32 decay) }
             let constants64: AdamStep<float> =
                 { GradScale = scale; L2 = l2; HasL2 = l2 <> 0.0; Beta1 = options.Beta1; Keep1 = 1.0 - options.Beta1
                   Beta2 = options.Beta2; Keep2 = 1.0 - options.Beta2; Floor = floorFor torch.float64 eps; Eps = eps
-                  Decay = decay; StepSize = stepSize }
+                  Decay = decay; StepSize = stepSize; FlushM = flushBelow tiny64 options.Beta1; FlushV = flushBelow tiny64 options.Beta2
+                  FlushP = flushBelow tiny64 decay }
             let results =
                 slots
                 |> Array.map (fun slot ->
@@ -744,10 +753,12 @@ module Optax =
                 let wd = options.WeightDecay
                 let c32: SgdStep<float32> =
                     { GradScale = float32 scale; L2 = float32 wd; HasL2 = wd <> 0.0; HasMomentum = hasMomentum; First = (count = 0L)
-                      Momentum = float32 options.Momentum; Keep = float32 (1.0 - options.Dampening); Nesterov = options.Nesterov; NegLr = float32 -lr }
+                      Momentum = float32 options.Momentum; Keep = float32 (1.0 - options.Dampening); Nesterov = options.Nesterov; NegLr = float32 -lr
+                      FlushBuf = float32 (flushBelow tiny32 options.Momentum) }
                 let c64: SgdStep<float> =
                     { GradScale = scale; L2 = wd; HasL2 = wd <> 0.0; HasMomentum = hasMomentum; First = (count = 0L)
-                      Momentum = options.Momentum; Keep = 1.0 - options.Dampening; Nesterov = options.Nesterov; NegLr = -lr }
+                      Momentum = options.Momentum; Keep = 1.0 - options.Dampening; Nesterov = options.Nesterov; NegLr = -lr
+                      FlushBuf = flushBelow tiny64 options.Momentum }
                 let results =
                     slots
                     |> Array.map (fun slot ->
@@ -787,11 +798,14 @@ module Optax =
                 let c32: RmsStep<float32> =
                     { GradScale = float32 scale; L2 = float32 wd; HasL2 = wd <> 0.0; Alpha = float32 options.Alpha; Keep = float32 (1.0 - options.Alpha)
                       Centered = options.Centered; Floor = float32 (if options.Centered then Double.NegativeInfinity else floorFor torch.float32 options.Eps)
-                      Eps = float32 options.Eps; HasMomentum = hasMomentum; First = (count = 0L); Momentum = float32 options.Momentum; NegLr = float32 -lr }
+                      Eps = float32 options.Eps; HasMomentum = hasMomentum; First = (count = 0L); Momentum = float32 options.Momentum; NegLr = float32 -lr
+                      FlushNu = float32 (flushBelow tiny32 options.Alpha); FlushMu = float32 (flushBelow tiny32 options.Alpha)
+                      FlushBuf = float32 (flushBelow tiny32 options.Momentum) }
                 let c64: RmsStep<float> =
                     { GradScale = scale; L2 = wd; HasL2 = wd <> 0.0; Alpha = options.Alpha; Keep = 1.0 - options.Alpha
                       Centered = options.Centered; Floor = (if options.Centered then Double.NegativeInfinity else floorFor torch.float64 options.Eps)
-                      Eps = options.Eps; HasMomentum = hasMomentum; First = (count = 0L); Momentum = options.Momentum; NegLr = -lr }
+                      Eps = options.Eps; HasMomentum = hasMomentum; First = (count = 0L); Momentum = options.Momentum; NegLr = -lr
+                      FlushNu = flushBelow tiny64 options.Alpha; FlushMu = flushBelow tiny64 options.Alpha; FlushBuf = flushBelow tiny64 options.Momentum }
                 let results =
                     slots
                     |> Array.map (fun slot ->
