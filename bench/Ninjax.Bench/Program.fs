@@ -34,36 +34,36 @@ let private median (xs: float list) =
     let n = sorted.Length
     if n % 2 = 1 then sorted.[n / 2] else (sorted.[n / 2 - 1] + sorted.[n / 2]) / 2.0
 
-/// How many times the training-step benchmarks run, alternating their order.
+/// How many times the training-step benchmarks run by default, alternating their order
+/// (`--rounds N` changes it).
 [<Literal>]
-let Rounds = 8
+let DefaultRounds = 8
 
-/// A diagnostic beside the benchmarks (`-- --interleaved`): the same three training steps, taken
-/// in turn one step at a time and each timed alone, so that every step of one kind has steps of
-/// the others right beside it in time. Prints each step's 25th percentile and median, and the
-/// ratios of the medians. Not a BenchmarkDotNet run: use it to see a difference of a few percent
-/// that drift between BenchmarkDotNet's cases hides.
-let private interleaved (steps: int) =
-    for batch in [ 8; 128 ] do
-        let bench = TrainStep.TrainStepBenchmarks(BatchSize = batch)
-        bench.Setup()
-        let kinds: (string * (unit -> float32))[] =
-            [| "TorchSharp", bench.TorchSharpStep; "Ninjax, donated", bench.NinjaxDonatedStep; "Ninjax", bench.NinjaxStep |]
-        let times = kinds |> Array.map (fun _ -> ResizeArray<float>())
-        let clock = Diagnostics.Stopwatch()
-        for i in 1..steps do
+/// A diagnostic beside the benchmarks (`-- --interleaved [workload ...]`): each workload's three
+/// training steps taken in turn one step at a time and each timed alone, so that every step of
+/// one kind has steps of the others right beside it in time. Prints each step's 25th percentile
+/// and median, and the ratios of the medians. Not a BenchmarkDotNet run: use it to see a
+/// difference of a few percent that drift between BenchmarkDotNet's cases hides.
+let private interleaved (steps: int) (names: string list) =
+    for name, make in Workloads.all () do
+        if names.IsEmpty || List.contains name names then
+            let w = make ()
+            let kinds: (string * (unit -> float32))[] = [| "TorchSharp", w.TorchSharp; "Ninjax, donated", w.NinjaxDonated; "Ninjax", w.Ninjax |]
+            let times = kinds |> Array.map (fun _ -> ResizeArray<float>())
+            let clock = Diagnostics.Stopwatch()
+            for i in 1..steps do
+                for k in 0 .. kinds.Length - 1 do
+                    clock.Restart()
+                    snd kinds.[k] () |> ignore
+                    if i > steps / 10 then times.[k].Add clock.Elapsed.TotalMicroseconds
+            let sorted = times |> Array.map (fun xs -> Array.sort (xs.ToArray()))
+            let at (q: float) (xs: float[]) = xs.[int (q * float (xs.Length - 1))]
+            let baseline = at 0.5 sorted.[0]
             for k in 0 .. kinds.Length - 1 do
-                clock.Restart()
-                snd kinds.[k] () |> ignore
-                if i > steps / 10 then times.[k].Add clock.Elapsed.TotalMicroseconds
-        let sorted = times |> Array.map (fun xs -> Array.sort (xs.ToArray()))
-        let at (q: float) (xs: float[]) = xs.[int (q * float (xs.Length - 1))]
-        let baseline = at 0.5 sorted.[0]
-        for k in 0 .. kinds.Length - 1 do
-            printfn "batch %3d  %-16s p25 %8.1f us  median %8.1f us  median ratio %.3f" batch (fst kinds.[k]) (at 0.25 sorted.[k]) (at 0.5 sorted.[k]) (at 0.5 sorted.[k] / baseline)
+                printfn "%-9s %-16s p25 %8.1f us  median %8.1f us  median ratio %.3f" name (fst kinds.[k]) (at 0.25 sorted.[k]) (at 0.5 sorted.[k]) (at 0.5 sorted.[k] / baseline)
 
 /// The BenchmarkDotNet runs and the ratio lines the README quotes.
-let private benchmarks (argv: string[]) =
+let private benchmarks (rounds: int) (argv: string[]) =
     // In-process: no generated project to build, and the Paket-restored packages are used as is.
     // Many short iterations (100 ms) rather than a few long ones: BenchmarkDotNet measures one
     // case after another, so on this shared machine the cases it compares should lie close
@@ -76,35 +76,34 @@ let private benchmarks (argv: string[]) =
             .WithIterationCount(15)
     let config (reverse: bool) =
         ManualConfig.Create(DefaultConfig.Instance).AddJob(job).WithOptions(ConfigOptions.DisableOptimizationsValidator).WithOrderer(Alternating reverse)
-    // The machine's speed drifts by more than the 5% the targets ask about between cases run a
+    // The machine's speed drifts by more than the differences in question between cases run a
     // minute apart, so the training steps run in several rounds, each a side-by-side run with its
     // own ratios, in alternating order; the ratio reported is the median over the rounds.
-    let rounds = [ for r in 1..Rounds -> BenchmarkRunner.Run<TrainStep.TrainStepBenchmarks>(config (r % 2 = 0), argv) ]
+    let rounds = [ for r in 1..rounds -> BenchmarkRunner.Run<TrainStep.TrainStepBenchmarks>(config (r % 2 = 0), argv) ]
     let pureCalls = BenchmarkRunner.Run<PureCall.PureCallBenchmarks>(config false, argv)
-    let ratios methodName batch =
-        rounds |> List.map (fun train -> mean train methodName "BatchSize" batch / mean train "TorchSharpStep" "BatchSize" batch)
+    let ratios methodName workload =
+        rounds |> List.map (fun train -> mean train methodName "Workload" workload / mean train "TorchSharpStep" "Workload" workload)
     let pureAt (n: int) = mean pureCalls "PureCall" "Entries" n
-    let show (label: string) methodName batch =
-        let rs = ratios methodName batch
-        printfn "overhead ratio %s per round: %s" label (rs |> List.map (sprintf "%.2f") |> String.concat " ")
-        median rs
+    let workloads = Workloads.all () |> List.map fst
     printfn ""
-    printfn "pure call ratio 100000/10 entries: %.2f" (pureAt 100000 / pureAt 10)
-    let plain128 = show "bs128, without donation," "NinjaxStep" 128
-    let plain8 = show "bs8, without donation," "NinjaxStep" 8
-    // The digits trainer's step (donating its state) is the one the targets are about.
-    let donated128 = show "bs128" "NinjaxDonatedStep" 128
-    let donated8 = show "bs8" "NinjaxDonatedStep" 8
+    let medians =
+        [ for name in workloads do
+              for label, methodName in [ "donating", "NinjaxDonatedStep"; "without donation", "NinjaxStep" ] do
+                  let rs = ratios methodName name
+                  printfn "overhead ratio %s %s per round: %s" name label (rs |> List.map (sprintf "%.2f") |> String.concat " ")
+                  yield sprintf "%s %s" name label, median rs ]
     printfn ""
     printfn "The same steps taken in turn, one at a time (a diagnostic, not BenchmarkDotNet):"
-    interleaved 1500
+    interleaved 1000 []
     printfn ""
-    printfn "overhead ratio bs128, without donation: %.2f" plain128
-    printfn "overhead ratio bs8, without donation: %.2f" plain8
-    printfn "overhead ratio bs128: %.2f" donated128
-    printfn "overhead ratio bs8: %.2f" donated8
+    printfn "pure call ratio 100000/10 entries: %.2f" (pureAt 100000 / pureAt 10)
+    for name, ratio in medians do
+        printfn "overhead ratio %s: %.2f" name ratio
 
 [<EntryPoint>]
 let main argv =
-    if Array.contains "--interleaved" argv then interleaved 3000 else benchmarks argv
+    match List.ofArray argv with
+    | "--interleaved" :: names -> interleaved 3000 names
+    | "--rounds" :: n :: rest -> benchmarks (int n) (Array.ofList rest)
+    | _ -> benchmarks DefaultRounds argv
     0
