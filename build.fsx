@@ -1,5 +1,5 @@
 // Ninjax.NET build script.
-// Usage: dotnet fsi build.fsx [-t TARGET]   (targets: Setup, Build, Test (default), Run, Bench, Docs)
+// Usage: dotnet fsi build.fsx [-t TARGET]   (targets: Setup, Build, Test (default), Run, Bench, Docs, ApproveApi)
 #r "nuget: Fake.Core.Target, 5.20.3"
 
 open System
@@ -358,6 +358,16 @@ Target.create "Docs" (fun _ ->
     if not missing.IsEmpty then
         failwithf "%d public types or members have no XML doc comment:\n%s" missing.Length (String.Join("\n", missing)))
 
+/// Rewrites the approved public API snapshots (tests/Ninjax.CSharp.Tests/api/*.approved.txt) from
+/// the libraries just built: run it after an intended API change, review the diff, commit it.
+Target.create "ApproveApi" (fun _ ->
+    let rc =
+        exec "dotnet"
+            [ "test"; "tests/Ninjax.CSharp.Tests"; "-c"; configuration; "--no-build"; "--filter"; "FullyQualifiedName~PublicApiTests" ]
+            [ "NINJAX_APPROVE_API", "1" ]
+    if rc <> 0 then failwithf "Approving the API snapshots failed (exit code %d)" rc
+    run "git" [ "--no-pager"; "diff"; "--stat"; "--"; "tests/Ninjax.CSharp.Tests/api" ])
+
 Target.create "Bench" (fun _ ->
     run "dotnet" [ "run"; "--project"; "bench/Ninjax.Bench"; "-c"; configuration; "--no-build" ])
 
@@ -371,6 +381,7 @@ open Fake.Core.TargetOperators
 "Build" ==> "Run" |> ignore
 "Build" ==> "Bench" |> ignore
 "Build" ==> "Docs" |> ignore
+"Build" ==> "ApproveApi" |> ignore
 
 let exitCode =
     try

@@ -20,9 +20,10 @@ public readonly record struct StepMetrics(Tensor Loss, Tensor GradNorm, double? 
 /// writes the new parameters, and keeps the optimizer's state under its own path (<c>model/opt/mu/model/h1/w</c>,
 /// <c>model/opt/count</c>), created on first use. Make it as a submodule:
 /// <c>opt = Sub("opt", () => new OptimizerModule(Optimizers.Adam(1e-3)))</c>, then
-/// <c>opt.Minimize(Loss, [h1, h2], x, y)</c> in a purified call. Every member forwards to the F# <see cref="Optimizer"/>
-/// it extends, so both languages update alike and raise the same errors; the members here replace its F#-shaped ones.</summary>
-public sealed class OptimizerModule : Optimizer
+/// <c>opt.Minimize(Loss, [h1, h2], x, y)</c> in a purified call. It shares its machinery (<see cref="OptimizerBase"/>)
+/// with the F# <see cref="Optimizer"/>, so both languages update alike and raise the same errors; it inherits none of
+/// the F# one's F#-shaped members.</summary>
+public sealed class OptimizerModule : OptimizerBase
 {
     /// <summary>An optimizer module applying <paramref name="transform"/>.</summary>
     /// <param name="transform">The optimizer, such as <c>Optimizers.Adam(1e-3)</c>.</param>
@@ -31,7 +32,7 @@ public sealed class OptimizerModule : Optimizer
         : base(GradientTransform.Unwrap(transform, nameof(transform)), name) => Transform = transform;
 
     /// <summary>The optimizer this module applies.</summary>
-    public new GradientTransform Transform { get; }
+    public GradientTransform Transform { get; }
 
     /// <summary>The targets as F# targets; null is refused naming the parameter.</summary>
     private static FSharpList<Target> Resolve(IEnumerable<object>? targets)
@@ -49,7 +50,7 @@ public sealed class OptimizerModule : Optimizer
     public StepMetrics Minimize(Func<Tensor> loss, params object[] targets)
     {
         ArgumentNullException.ThrowIfNull(loss);
-        return StepMetrics.Of(base.Minimize(FuncConvert.FromFunc<ValueTuple, Tensor>(_ => loss()), Resolve(targets), default));
+        return StepMetrics.Of(MinimizeWith(FuncConvert.FromFunc<ValueTuple, Tensor>(_ => loss()), Resolve(targets), default));
     }
 
     /// <summary>Takes one optimizer step on a loss of 1 argument:
@@ -62,7 +63,7 @@ public sealed class OptimizerModule : Optimizer
     public StepMetrics Minimize<T1>(Func<T1, Tensor> loss, IEnumerable<object> targets, T1 arg1)
     {
         ArgumentNullException.ThrowIfNull(loss);
-        return StepMetrics.Of(base.Minimize(FuncConvert.FromFunc<T1, Tensor>(a => loss(a)), Resolve(targets), arg1));
+        return StepMetrics.Of(MinimizeWith(FuncConvert.FromFunc<T1, Tensor>(a => loss(a)), Resolve(targets), arg1));
     }
 
     /// <summary>Takes one optimizer step on a loss of 2 arguments:
@@ -77,7 +78,7 @@ public sealed class OptimizerModule : Optimizer
     public StepMetrics Minimize<T1, T2>(Func<T1, T2, Tensor> loss, IEnumerable<object> targets, T1 arg1, T2 arg2)
     {
         ArgumentNullException.ThrowIfNull(loss);
-        return StepMetrics.Of(base.Minimize(FuncConvert.FromFunc<(T1, T2), Tensor>(a => loss(a.Item1, a.Item2)), Resolve(targets), (arg1, arg2)));
+        return StepMetrics.Of(MinimizeWith(FuncConvert.FromFunc<(T1, T2), Tensor>(a => loss(a.Item1, a.Item2)), Resolve(targets), (arg1, arg2)));
     }
 
     /// <summary>Takes one optimizer step on a loss of 3 arguments:
@@ -94,7 +95,7 @@ public sealed class OptimizerModule : Optimizer
     public StepMetrics Minimize<T1, T2, T3>(Func<T1, T2, T3, Tensor> loss, IEnumerable<object> targets, T1 arg1, T2 arg2, T3 arg3)
     {
         ArgumentNullException.ThrowIfNull(loss);
-        return StepMetrics.Of(base.Minimize(FuncConvert.FromFunc<(T1, T2, T3), Tensor>(a => loss(a.Item1, a.Item2, a.Item3)), Resolve(targets), (arg1, arg2, arg3)));
+        return StepMetrics.Of(MinimizeWith(FuncConvert.FromFunc<(T1, T2, T3), Tensor>(a => loss(a.Item1, a.Item2, a.Item3)), Resolve(targets), (arg1, arg2, arg3)));
     }
 
     /// <summary>Takes one optimizer step on a loss of 4 arguments:
@@ -113,7 +114,7 @@ public sealed class OptimizerModule : Optimizer
     public StepMetrics Minimize<T1, T2, T3, T4>(Func<T1, T2, T3, T4, Tensor> loss, IEnumerable<object> targets, T1 arg1, T2 arg2, T3 arg3, T4 arg4)
     {
         ArgumentNullException.ThrowIfNull(loss);
-        return StepMetrics.Of(base.Minimize(FuncConvert.FromFunc<(T1, T2, T3, T4), Tensor>(a => loss(a.Item1, a.Item2, a.Item3, a.Item4)), Resolve(targets), (arg1, arg2, arg3, arg4)));
+        return StepMetrics.Of(MinimizeWith(FuncConvert.FromFunc<(T1, T2, T3, T4), Tensor>(a => loss(a.Item1, a.Item2, a.Item3, a.Item4)), Resolve(targets), (arg1, arg2, arg3, arg4)));
     }
 
     /// <summary>Takes one optimizer step on a loss of 1 argument that also returns an auxiliary value.</summary>
@@ -126,7 +127,7 @@ public sealed class OptimizerModule : Optimizer
     public (StepMetrics Metrics, TAux Aux) MinimizeAux<T1, TAux>(Func<T1, (Tensor Loss, TAux Aux)> loss, IEnumerable<object> targets, T1 arg1)
     {
         ArgumentNullException.ThrowIfNull(loss);
-        var result = base.MinimizeAux(FuncConvert.FromFunc<T1, Tuple<Tensor, TAux>>(a => loss(a).ToTuple()), Resolve(targets), arg1);
+        var result = MinimizeAuxWith(FuncConvert.FromFunc<T1, Tuple<Tensor, TAux>>(a => loss(a).ToTuple()), Resolve(targets), arg1);
         return (StepMetrics.Of(result.Item1), result.Item2);
     }
 
@@ -142,7 +143,7 @@ public sealed class OptimizerModule : Optimizer
     public (StepMetrics Metrics, TAux Aux) MinimizeAux<T1, T2, TAux>(Func<T1, T2, (Tensor Loss, TAux Aux)> loss, IEnumerable<object> targets, T1 arg1, T2 arg2)
     {
         ArgumentNullException.ThrowIfNull(loss);
-        var result = base.MinimizeAux(FuncConvert.FromFunc<(T1, T2), Tuple<Tensor, TAux>>(a => loss(a.Item1, a.Item2).ToTuple()), Resolve(targets), (arg1, arg2));
+        var result = MinimizeAuxWith(FuncConvert.FromFunc<(T1, T2), Tuple<Tensor, TAux>>(a => loss(a.Item1, a.Item2).ToTuple()), Resolve(targets), (arg1, arg2));
         return (StepMetrics.Of(result.Item1), result.Item2);
     }
 
@@ -160,7 +161,7 @@ public sealed class OptimizerModule : Optimizer
     public (StepMetrics Metrics, TAux Aux) MinimizeAux<T1, T2, T3, TAux>(Func<T1, T2, T3, (Tensor Loss, TAux Aux)> loss, IEnumerable<object> targets, T1 arg1, T2 arg2, T3 arg3)
     {
         ArgumentNullException.ThrowIfNull(loss);
-        var result = base.MinimizeAux(FuncConvert.FromFunc<(T1, T2, T3), Tuple<Tensor, TAux>>(a => loss(a.Item1, a.Item2, a.Item3).ToTuple()), Resolve(targets), (arg1, arg2, arg3));
+        var result = MinimizeAuxWith(FuncConvert.FromFunc<(T1, T2, T3), Tuple<Tensor, TAux>>(a => loss(a.Item1, a.Item2, a.Item3).ToTuple()), Resolve(targets), (arg1, arg2, arg3));
         return (StepMetrics.Of(result.Item1), result.Item2);
     }
 
@@ -180,7 +181,7 @@ public sealed class OptimizerModule : Optimizer
     public (StepMetrics Metrics, TAux Aux) MinimizeAux<T1, T2, T3, T4, TAux>(Func<T1, T2, T3, T4, (Tensor Loss, TAux Aux)> loss, IEnumerable<object> targets, T1 arg1, T2 arg2, T3 arg3, T4 arg4)
     {
         ArgumentNullException.ThrowIfNull(loss);
-        var result = base.MinimizeAux(FuncConvert.FromFunc<(T1, T2, T3, T4), Tuple<Tensor, TAux>>(a => loss(a.Item1, a.Item2, a.Item3, a.Item4).ToTuple()), Resolve(targets), (arg1, arg2, arg3, arg4));
+        var result = MinimizeAuxWith(FuncConvert.FromFunc<(T1, T2, T3, T4), Tuple<Tensor, TAux>>(a => loss(a.Item1, a.Item2, a.Item3, a.Item4).ToTuple()), Resolve(targets), (arg1, arg2, arg3, arg4));
         return (StepMetrics.Of(result.Item1), result.Item2);
     }
 
@@ -193,7 +194,7 @@ public sealed class OptimizerModule : Optimizer
     public (StepMetrics Metrics, TAux Aux) MinimizeAux<TAux>(Func<(Tensor Loss, TAux Aux)> loss, params object[] targets)
     {
         ArgumentNullException.ThrowIfNull(loss);
-        var result = base.MinimizeAux(FuncConvert.FromFunc<ValueTuple, Tuple<Tensor, TAux>>(_ => loss().ToTuple()), Resolve(targets), default);
+        var result = MinimizeAuxWith(FuncConvert.FromFunc<ValueTuple, Tuple<Tensor, TAux>>(_ => loss().ToTuple()), Resolve(targets), default);
         return (StepMetrics.Of(result.Item1), result.Item2);
     }
 
@@ -203,9 +204,9 @@ public sealed class OptimizerModule : Optimizer
     /// <param name="parameters">The parameters to update.</param>
     /// <param name="grads">Their gradients, keyed alike.</param>
     /// <returns>The new parameters and the learning rate used, when the transformation has one.</returns>
-    public new (State Params, double? LearningRate) Apply(State parameters, State grads)
+    public (State Params, double? LearningRate) Apply(State parameters, State grads)
     {
-        var result = base.Apply(parameters, grads);
+        var result = ApplyGrads(parameters, grads);
         return (result.Item1, FSharpOption<double>.get_IsSome(result.Item2) ? result.Item2.Value : null);
     }
 }

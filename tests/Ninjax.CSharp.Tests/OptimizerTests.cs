@@ -293,26 +293,21 @@ public class OptimizerTests
     }
 
     [Fact]
-    public void Step_errors_raise_the_FSharp_errors()
+    public void Step_errors_name_the_optimizer_and_the_targets()
     {
+        // The F# Optimizer runs the same machinery (OptimizerBase); its wording is pinned in the F# tests.
         var (x, y) = Data();
         var model = new CsOptModel(Optimizers.Adam(1e-2));
         var state = Nj.Init(model.Train)(States.Empty, x, y, seed: 3);
-        Optimizer fs = model.Opt;
-        var loss = FuncConvert.FromFunc<Tuple<Tensor, Tensor>, Tensor>(a => model.Loss(a.Item1, a.Item2));
-        FSharpList<Target> Of(params Target[] targets) => ListModule.OfArray(targets);
 
         // Targeting the optimizer itself.
-        var itself = SameError<ArgumentException>(
-            () => Nj.Pure(() => model.Opt.Minimize(model.Loss, [model.Opt], x, y))(state),
-            () => Nj.Pure(() => fs.Minimize(loss, Of(Target.NewModule(model.Opt)), Tuple.Create(x, y)))(state));
-        Assert.Contains("'model/opt'", itself);
+        var itself = Raises<ArgumentException>(() => Nj.Pure(() => model.Opt.Minimize(model.Loss, [model.Opt], x, y))(state));
+        Assert.Contains("is the optimizer 'model/opt' itself", itself.Message);
 
         // Other targets than the optimizer state was made for.
-        var changed = SameError<ArgumentException>(
-            () => Nj.Pure(() => model.Opt.Minimize(model.Loss, ["model/h1"], x, y))(state),
-            () => Nj.Pure(() => fs.Minimize(loss, Of(Target.NewKey("model/h1")), Tuple.Create(x, y)))(state));
-        Assert.Contains("targets changed", changed);
+        var changed = Raises<ArgumentException>(() => Nj.Pure(() => model.Opt.Minimize(model.Loss, ["model/h1"], x, y))(state));
+        Assert.Contains("'model/opt'", changed.Message);
+        Assert.Contains("targets changed", changed.Message);
 
         // A target of the wrong kind is refused by the facade, naming its position and type.
         var wrong = Raises<ArgumentException>(() => Nj.Pure(() => model.Opt.Minimize(model.Loss, ["model/h1", 3], x, y))(state));

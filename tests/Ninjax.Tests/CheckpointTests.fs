@@ -348,7 +348,7 @@ let tests =
                     Checkpoint.loadInto expected path |> ignore
                     failtest "expected a mismatch"
                 with :? CheckpointMismatchException as e -> e
-            Expect.equal e.Problems problems "problems"
+            Expect.equal (List.ofSeq e.Problems) problems "problems"
             Expect.equal e.Path path "path"
             mentions e.Message [ path; "4 problems"; "model/b"; "Float64"; "model/extra"; "model/missing"; "[3, 4]"; "[4, 3]" ]
 

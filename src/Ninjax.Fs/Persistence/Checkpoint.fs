@@ -68,21 +68,21 @@ type CheckpointMismatch =
 
 /// Raised by <c>Checkpoint.loadInto</c> when a file does not fit the expected state; lists every
 /// problem at once, and nothing has been loaded.
-type CheckpointMismatchException(path: string, problems: CheckpointMismatch list) =
+type CheckpointMismatchException(path: string, problems: IReadOnlyList<CheckpointMismatch>) =
     inherit InvalidOperationException(
         sprintf
             "Checkpoint '%s' does not match the expected state (%d problem%s):\n  %s"
             path
-            problems.Length
-            (if problems.Length = 1 then "" else "s")
-            (problems |> List.map string |> String.concat "\n  ")
+            problems.Count
+            (if problems.Count = 1 then "" else "s")
+            (problems |> Seq.map string |> String.concat "\n  ")
     )
 
     /// The file that was being loaded.
     member _.Path = path
 
     /// Every way the file differs from the expected state.
-    member _.Problems = problems
+    member _.Problems: IReadOnlyList<CheckpointMismatch> = problems
 
 /// Checkpoints on disk in the safetensors format (https://github.com/huggingface/safetensors),
 /// readable by Python's safetensors, PyTorch and JAX: an 8-byte little-endian header length, a

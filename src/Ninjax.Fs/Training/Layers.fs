@@ -5,14 +5,17 @@ open System.Runtime.InteropServices
 open TorchSharp
 
 /// Initializers that draw from the purified call's random generator, so the seed decides them.
+/// C# calls them by their compiled names: <c>Init.Uniform(0.1, [3, 4])</c>, <c>Init.GlorotUniform(3, 4)</c>.
 module Init =
 
     /// Uniform initialisation in [-bound, bound) for any shape.
+    [<CompiledName("Uniform")>]
     let uniform (bound: float) (shape: int64[]) : torch.Tensor =
         let u = torch.rand(shape, generator = Nj.rng ())
         u.mul_(torch.tensor (2.0 * bound)).sub_(torch.tensor bound)
 
-    /// Glorot (Xavier) uniform initialisation for a [fanIn; fanOut] weight matrix.
+    /// Glorot (Xavier) uniform initialisation for a [fanIn, fanOut] weight matrix.
+    [<CompiledName("GlorotUniform")>]
     let glorotUniform (fanIn: int64) (fanOut: int64) : torch.Tensor =
         uniform (sqrt (6.0 / float (fanIn + fanOut))) [| fanIn; fanOut |]
 

@@ -34,14 +34,16 @@ type OptimizerMetrics =
         LearningRate: float option
     }
 
-/// A module that owns an optimizer (ninjax's OptaxModule): it differentiates a loss with respect
+/// What the optimizer modules share: the F# <see cref="T:Ninjax.Optimizer"/> and the C#
+/// <c>Ninjax.CSharp.OptimizerModule</c> are thin, language-shaped faces of this machinery, so that
+/// neither inherits the other's F#- or C#-shaped members. It differentiates a loss with respect
 /// to targets, turns the gradients into updates with a gradient transformation, writes the new
 /// parameters, and keeps the transformation's state under its own path
 /// (<c>model/opt/mu/model/h1/w</c>, <c>model/opt/count</c>). The state is created on first use,
 /// so Nj.init creates it (and leaves the parameters as they were initialised). Everything under
 /// its path is optimizer state (EntryKind.OptimizerState): Target.Module never differentiates it.
-[<AllowNullLiteral>]
-type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterValue(null: string)>] name: string) as this =
+[<AbstractClass; AllowNullLiteral>]
+type OptimizerBase internal (transform: GradientTransformation, name: string) as this =
     inherit Module(name)
 
     do
@@ -76,12 +78,12 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
         | _ -> e
 
     /// The gradient transformation.
-    member _.Transform = transform
+    member internal _.Transformation = transform
 
     /// A key target that selects this optimizer's own state is narrowed to exclude it, so that
     /// <c>Target.Key "model"</c> works when the optimizer lives under <c>model</c>
     /// (<c>Target.Module model</c> leaves optimizer state out by itself).
-    member private this.Narrow(targets: Target list) : Target list =
+    member internal this.Narrow(targets: Target list) : Target list =
         if isNull (box targets) then raise (ArgumentNullException("targets"))
         let own = this.Path
         let narrow (prefix: string) (original: Target) =
@@ -104,13 +106,9 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
             | Target.Module _ -> t
             | Target.Pattern _ -> t)
 
-    /// Applies gradients to parameters: the transformation's update (creating its state on first
-    /// use), the new parameters written to the state, and the optimizer state advanced. Returns
-    /// the new parameters and the learning rate used. Both states are keyed by parameter key.
-    /// Only the optimizer's own entries for these parameters are read, so a step costs
-    /// O(k log n) in a state of n entries; a fingerprint of the parameter keys, stored beside
-    /// the moments, catches targets that changed since the state was created.
-    member this.Apply(parameters: State, grads: State) : State * float option =
+    /// Apply of both faces: the transformation's update, the new parameters written, the
+    /// optimizer's state advanced (see Optimizer.Apply).
+    member internal this.ApplyGrads(parameters: State, grads: State) : State * float option =
         if isNull parameters then raise (ArgumentNullException("parameters"))
         if isNull grads then raise (ArgumentNullException("grads"))
         let fingerprint = Fingerprint.ofKeys (State.keys parameters)
@@ -196,20 +194,50 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
 
     member private this.Step(loss: torch.Tensor, parameters: State, grads: State) : OptimizerMetrics =
         let gradNorm = Optax.globalNormAs loss.dtype grads
-        let _, learningRate = this.Apply(parameters, grads)
+        let _, learningRate = this.ApplyGrads(parameters, grads)
         { Loss = loss; GradNorm = gradNorm; LearningRate = learningRate }
+
+    /// One step on a loss of one (tuple) argument: Minimize of both faces.
+    member internal this.MinimizeWith(loss: 'A -> torch.Tensor, targets: Target list, arg: 'A) : OptimizerMetrics =
+        if isNull (box loss) then raise (ArgumentNullException("loss"))
+        let value, parameters, grads = Nj.grad loss (this.Narrow targets) arg
+        this.Step(value, parameters, grads)
+
+    /// One step on a loss that also returns an auxiliary value: MinimizeAux of both faces.
+    member internal this.MinimizeAuxWith(loss: 'A -> torch.Tensor * 'Aux, targets: Target list, arg: 'A) : OptimizerMetrics * 'Aux =
+        if isNull (box loss) then raise (ArgumentNullException("loss"))
+        let value, parameters, grads, aux = Nj.gradAux loss (this.Narrow targets) arg
+        this.Step(value, parameters, grads), aux
+
+/// A module that owns an optimizer (ninjax's OptaxModule), for F#:
+/// <c>this.Sub("opt", fun () -> Optimizer(Optax.adam 1e-3))</c>, then
+/// <c>opt.Minimize(this.Loss, targets, (x, y))</c> in a purified call. It differentiates the loss
+/// with respect to the targets, turns the gradients into updates with the transformation, writes
+/// the new parameters, and keeps the transformation's state under its own path
+/// (<c>model/opt/mu/model/h1/w</c>, <c>model/opt/count</c>), created on first use. C# code uses
+/// <c>Ninjax.CSharp.OptimizerModule</c>, the same machinery with C# shapes.
+[<AllowNullLiteral>]
+type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterValue(null: string)>] name: string) =
+    inherit OptimizerBase(transform, name)
+
+    /// The gradient transformation.
+    member _.Transform = transform
+
+    /// Applies gradients to parameters: the transformation's update (creating its state on first
+    /// use), the new parameters written to the state, and the optimizer state advanced. Returns
+    /// the new parameters and the learning rate used. Both states are keyed by parameter key.
+    /// Only the optimizer's own entries for these parameters are read, so a step costs
+    /// O(k log n) in a state of n entries; a fingerprint of the parameter keys, stored beside
+    /// the moments, catches targets that changed since the state was created.
+    member this.Apply(parameters: State, grads: State) : State * float option = this.ApplyGrads(parameters, grads)
 
     /// Takes one optimizer step on <paramref name="loss"/> applied to <paramref name="arg"/>,
     /// with respect to <paramref name="targets"/> (the optimizer's own state is never a target):
     /// <c>opt.Minimize(this.Loss, [ Target.Module h1 ], (x, y))</c>.
     member this.Minimize(loss: 'A -> torch.Tensor, targets: Target list, arg: 'A) : OptimizerMetrics =
-        if isNull (box loss) then raise (ArgumentNullException("loss"))
-        let value, parameters, grads = Nj.grad loss (this.Narrow targets) arg
-        this.Step(value, parameters, grads)
+        this.MinimizeWith(loss, targets, arg)
 
     /// Like Minimize, for a loss that also returns an auxiliary value, which is returned beside
     /// the metrics.
     member this.MinimizeAux(loss: 'A -> torch.Tensor * 'Aux, targets: Target list, arg: 'A) : OptimizerMetrics * 'Aux =
-        if isNull (box loss) then raise (ArgumentNullException("loss"))
-        let value, parameters, grads, aux = Nj.gradAux loss (this.Narrow targets) arg
-        this.Step(value, parameters, grads), aux
+        this.MinimizeAuxWith(loss, targets, arg)
