@@ -29,6 +29,7 @@ public class PublicSurfaceTests
         [typeof(Outcome<>)] = "Nj.PureTracked returns a value tuple with IReadOnlySet key sets",
         [typeof(Gradient<>)] = "Nj.Grad, Nj.GradAux and Nj.GradInputs return value tuples",
         [typeof(GradientTransformation)] = "GradientTransform (Optimizers)",
+        [typeof(FusedStepInput)] = "part of GradientTransformation's fused step; GradientTransform runs it",
         [typeof(SgdOptions)] = "Optimizers.Sgd's named arguments",
         [typeof(AdamOptions)] = "Optimizers.Adam's and AdamW's named arguments",
         [typeof(RmsPropOptions)] = "Optimizers.RmsProp's named arguments",
