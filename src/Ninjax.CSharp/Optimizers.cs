@@ -7,7 +7,7 @@ namespace Ninjax.CSharp;
 /// <see cref="OptimizerModule"/>: <c>Sub("opt", () => new OptimizerModule(Optimizers.Adam(1e-3)))</c>. Every factory
 /// forwards to the F# <c>Optax</c> module; the defaults are torch.optim's. A learning rate is a constant or a schedule
 /// from <see cref="Schedules"/> (any function from the step to the rate).</summary>
-public static class Optimizers
+public static partial class Optimizers
 {
     /// <summary>A constant learning rate, refused as <c>Optax.sgd</c>, <c>Optax.adam</c> and the others refuse it
     /// (negative, infinite or NaN), with their message.</summary>

@@ -8,11 +8,11 @@ open TorchSharp
 type EntryChange =
     /// Same shape and dtype, different values; the largest absolute elementwise difference
     /// (infinity where a NaN appears or disappears).
-    | ValuesChanged of maxAbsChange: float
+    | ValuesChanged of MaxAbsChange: float
     /// The shape differs (values are not compared).
-    | ShapeChanged of before: int64[] * after: int64[]
+    | ShapeChanged of Before: int64[] * After: int64[]
     /// Same shape, different element type (values are not compared).
-    | DtypeChanged of before: torch.ScalarType * after: torch.ScalarType
+    | DtypeChanged of Before: torch.ScalarType * After: torch.ScalarType
 
 /// The differences between two states, each list in key order.
 type StateDiff =

@@ -49,13 +49,13 @@ type CheckpointEntry =
 /// A way in which a checkpoint file disagrees with the state it is loaded into.
 type CheckpointMismatch =
     /// The expected state has the key; the file does not.
-    | MissingKey of key: string
+    | MissingKey of Key: string
     /// The file has the key; the expected state does not.
-    | UnexpectedKey of key: string
+    | UnexpectedKey of Key: string
     /// Both have the key with different shapes.
-    | ShapeMismatch of key: string * expected: int64[] * actual: int64[]
+    | ShapeMismatch of Key: string * Expected: int64[] * Actual: int64[]
     /// Both have the key with different element types.
-    | DtypeMismatch of key: string * expected: torch.ScalarType * actual: torch.ScalarType
+    | DtypeMismatch of Key: string * Expected: torch.ScalarType * Actual: torch.ScalarType
 
     /// A one-line description naming the key and what differs.
     override this.ToString() =
