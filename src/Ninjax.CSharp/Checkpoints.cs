@@ -13,6 +13,33 @@ public sealed record CheckpointInfo(long? Step, IReadOnlyDictionary<string, stri
     /// <summary>No step and no strings.</summary>
     public static CheckpointInfo Empty { get; } = new(null, ImmutableSortedDictionary<string, string>.Empty);
 
+    /// <summary>True when both have the same step and the same strings (compared by content, not by dictionary).</summary>
+    /// <param name="other">The metadata to compare with.</param>
+    /// <returns>Whether they are equal.</returns>
+    public bool Equals(CheckpointInfo? other) =>
+        other is not null && Step == other.Step && SameStrings(Strings, other.Strings);
+
+    /// <summary>A hash of the step and the strings.</summary>
+    /// <returns>The hash.</returns>
+    public override int GetHashCode()
+    {
+        var hash = new HashCode();
+        hash.Add(Step);
+        foreach (var (name, value) in (Strings ?? ImmutableSortedDictionary<string, string>.Empty).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            hash.Add(name);
+            hash.Add(value);
+        }
+        return hash.ToHashCode();
+    }
+
+    private static bool SameStrings(IReadOnlyDictionary<string, string>? a, IReadOnlyDictionary<string, string>? b)
+    {
+        a ??= ImmutableSortedDictionary<string, string>.Empty;
+        b ??= ImmutableSortedDictionary<string, string>.Empty;
+        return a.Count == b.Count && a.All(kv => b.TryGetValue(kv.Key, out var v) && v == kv.Value);
+    }
+
     /// <summary>The F# metadata as C# metadata.</summary>
     internal static CheckpointInfo Of(CheckpointMetadata metadata) =>
         new(FSharpOption<long>.get_IsSome(metadata.Step) ? metadata.Step.Value : null,

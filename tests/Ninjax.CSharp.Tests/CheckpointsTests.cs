@@ -27,6 +27,10 @@ public sealed class CheckpointsTests : IDisposable
         Assert.Equal(1200L, metadata.Step);
         Assert.Equal("gan", metadata.Strings["run"]);
         Assert.Equal(new[] { "run", "seed" }, metadata.Strings.Keys);
+        // Metadata compares by content: loading twice gives equal metadata.
+        Assert.Equal(metadata, Checkpoints.Load(path).Metadata);
+        Assert.Equal(new CheckpointInfo(1200, new Dictionary<string, string> { ["seed"] = "0", ["run"] = "gan" }), metadata);
+        Assert.NotEqual(new CheckpointInfo(1201, metadata.Strings), metadata);
 
         // The F# API reads the same file and the same metadata.
         var viaFSharp = Checkpoint.load(path);
