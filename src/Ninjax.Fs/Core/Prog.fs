@@ -76,11 +76,18 @@ module Prog =
         Nj(fun env world ->
             let values = Array.zeroCreate keys.Length
             let mutable w = world
+            let mutable read = world.Read
             for i in 0 .. keys.Length - 1 do
-                let struct (v, w1) = Monad.runIn env w (getKey keys.[i] (Some(Nj(fun _ w -> struct (make i, w)))))
-                values.[i] <- v
-                w <- w1
-            struct (values, w))
+                match w.State.Entries.TryGetValue keys.[i] with
+                | true, v ->
+                    values.[i] <- v
+                    read <- read.Add keys.[i]
+                | _ ->
+                    let struct (v, w1) = Monad.runIn env { w with Read = read } (getKey keys.[i] (Some(Nj(fun _ w -> struct (make i, w)))))
+                    values.[i] <- v
+                    w <- w1
+                    read <- w1.Read
+            struct (values, { w with Read = read }))
 
     /// Writes the entry under an absolute key, subject to the flags.
     let putKey (key: string) (value: torch.Tensor) : Nj<torch.Tensor> =
@@ -104,6 +111,38 @@ module Prog =
                         { world with
                             State = State(world.State.Entries.Add(key, value))
                             Created = world.Created.Add key }))
+
+    /// Writes tensors under absolute keys (<c>keys.[i]</c> gets <c>values.[i]</c>), as putKey
+    /// writes each: the optimizer's entries in one step of the interpreter. A tensor the entry
+    /// already holds (an update made in place) only marks the key modified.
+    let putArrays (keys: string[]) (values: torch.Tensor[]) : Nj<unit> =
+        Nj(fun env world ->
+            let canWrite = env.Flags.Modify && not env.Flags.Ignore
+            let mutable w = world
+            let mutable modified = world.Modified
+            for i in 0 .. keys.Length - 1 do
+                match w.State.Entries.TryGetValue keys.[i] with
+                | true, old when canWrite && obj.ReferenceEquals(old, values.[i]) -> modified <- modified.Add keys.[i]
+                | _ ->
+                    let struct (_, w1) = Monad.runIn env { w with Modified = modified } (putKey keys.[i] values.[i])
+                    w <- w1
+                    modified <- w1.Modified
+            struct ((), { w with Modified = modified }))
+
+    /// Writes every entry of a state under its key, as putArrays does.
+    let putState (entries: State) : Nj<unit> =
+        Nj(fun env world ->
+            let canWrite = env.Flags.Modify && not env.Flags.Ignore
+            let mutable w = world
+            let mutable modified = world.Modified
+            for KeyValue(key, value) in entries.Entries do
+                match w.State.Entries.TryGetValue key with
+                | true, old when canWrite && obj.ReferenceEquals(old, value) -> modified <- modified.Add key
+                | _ ->
+                    let struct (_, w1) = Monad.runIn env { w with Modified = modified } (putKey key value)
+                    w <- w1
+                    modified <- w1.Modified
+            struct ((), { w with Modified = modified }))
 
     /// Reads an entry relative to the current scope, creating it on first use.
     let get (name: string) (ctor: Nj<torch.Tensor>) : Nj<torch.Tensor> =

@@ -564,16 +564,36 @@ module Optax =
     /// The parameters of a fused step with their optimizer-state entries under each prefix,
     /// checked as perParam checks them: each gradient has a parameter and, under each prefix, an
     /// entry of its shape and dtype; and the state holds nothing more under the prefixes.
-    let private gather (prefixes: string[]) (input: FusedStepInput) : Slot[] =
+    /// The optimizer-state keys of a step's parameter keys under each prefix, kept for the
+    /// parameters the last step saw (slot i: the key and its state key under each prefix), so
+    /// that the next step concatenates no strings. A slot is replaced whole, never changed, so
+    /// steps on several threads at once at worst compute a key again.
+    type private KeyCache = (string * string[])[] ref
+
+    /// The state keys of the parameter key at position i of a step over count parameters.
+    let private prefixedKeys (cache: KeyCache) (prefixes: string[]) (count: int) (i: int) (key: string) : string[] =
+        let slots = cache.Value
+        let cached = if slots.Length = count then slots.[i] else Unchecked.defaultof<_>
+        if not (isNull (box cached)) && String.Equals(fst cached, key) then snd cached
+        else
+            let slots = if slots.Length = count then slots else Array.zeroCreate count
+            let prefixed = prefixes |> Array.map (fun prefix -> prefix + "/" + key)
+            slots.[i] <- (key, prefixed)
+            cache.Value <- slots
+            prefixed
+
+    let private gather (cache: KeyCache) (prefixes: string[]) (input: FusedStepInput) : Slot[] =
         let state = input.OptState
         let entries = state.Entries
-        let slots = Array.zeroCreate input.Grads.Count
+        let count = input.Grads.Count
+        let slots = Array.zeroCreate count
         let mutable i = 0
         for KeyValue(k, g) in input.Grads.Entries do
             let p = paramFor input.Params k g
             let moments = Array.zeroCreate prefixes.Length
+            let keys = prefixedKeys cache prefixes count i k
             for j in 0 .. prefixes.Length - 1 do
-                match entries.TryGetValue(prefixes.[j] + "/" + k) with
+                match entries.TryGetValue keys.[j] with
                 | true, m when m.dtype = g.dtype && Shape.same m g -> moments.[j] <- m
                 | _ ->
                     // Missing or mismatched: perParam raises the error that names it.
@@ -673,6 +693,7 @@ module Optax =
     /// others by libtorch ops, one addcdiv per parameter. Where the caller hands over a parameter
     /// and both its moments, the step writes into them.
     let private fusedAdam (options: AdamOptions) (l2: float) (decoupled: float) : FusedStepInput -> State * State =
+        let cache: KeyCache = ref [||]
         fun input ->
             let count, lr = stepAndRate options.LearningRate input
             let step = count + 1L
@@ -682,7 +703,7 @@ module Optax =
             let stepSize = -lr * correction2 / correction1
             let decay = 1.0 - lr * decoupled
             let scale = input.GradScale
-            let slots = gather adamPrefixes input
+            let slots = gather cache adamPrefixes input
             let constants32: AdamStep<float32> =
                 { GradScale = float32 scale; L2 = float32 l2; HasL2 = l2 <> 0.0; Beta1 = float32 options.Beta1; Keep1 = float32 (1.0 - options.Beta1)
                   Beta2 = float32 options.Beta2; Keep2 = float32 (1.0 - options.Beta2); Floor = float32 (floorFor torch.float32 eps); Eps = float32 eps
@@ -741,9 +762,10 @@ module Optax =
     let private fusedSgd (options: SgdOptions) (fallback: GradientTransformation) : FusedStepInput -> State * State =
         let hasMomentum = options.Momentum <> 0.0
         let prefixes = if hasMomentum then [| "trace" |] else [||]
+        let cache: KeyCache = ref [||]
         fun input ->
             let count, lr = stepAndRate options.LearningRate input
-            let slots = gather prefixes input
+            let slots = gather cache prefixes input
             if not (Array.forall direct slots) then
                 let grads = if input.GradScale = 1.0 then input.Grads else mapGrads (fun _ g -> g.mul (input.GradScale.ToScalar())) input.Grads
                 let updates, next = fallback.Update grads input.OptState input.Params
@@ -785,9 +807,10 @@ module Optax =
                if options.Centered then yield "mu"
                if hasMomentum then yield "trace" |]
         let muAt, traceAt = (if options.Centered then 2 else -1), (if hasMomentum then prefixes.Length else -1)
+        let cache: KeyCache = ref [||]
         fun input ->
             let count, lr = stepAndRate options.LearningRate input
-            let slots = gather prefixes input
+            let slots = gather cache prefixes input
             if not (Array.forall direct slots) then
                 let grads = if input.GradScale = 1.0 then input.Grads else mapGrads (fun _ g -> g.mul (input.GradScale.ToScalar())) input.Grads
                 let updates, next = fallback.Update grads input.OptState input.Params

@@ -14,13 +14,16 @@ module internal Fingerprint =
     [<Literal>]
     let Key = "targets"
 
-    let ofKeys (keys: string list) : int64 =
-        let mutable h = 0xcbf29ce484222325UL
-        for k in keys do
-            for c in k do
-                h <- (h ^^^ uint64 c) * 0x100000001b3UL
-            h <- (h ^^^ 10UL) * 0x100000001b3UL
-        int64 h
+    let private mix (h: uint64) (key: string) : uint64 =
+        let mutable h = h
+        for c in key do
+            h <- (h ^^^ uint64 c) * 0x100000001b3UL
+        (h ^^^ 10UL) * 0x100000001b3UL
+
+    let ofKeys (keys: string list) : int64 = keys |> List.fold mix 0xcbf29ce484222325UL |> int64
+
+    /// ofKeys of a state's keys, without listing them.
+    let ofState (state: State) : int64 = state.Entries |> Map.fold (fun h k _ -> mix h k) 0xcbf29ce484222325UL |> int64
 
 /// What one optimizer step reports.
 type OptimizerMetrics =
@@ -68,6 +71,12 @@ type OptimizerBase internal (transform: GradientTransformation, name: string) as
     // optimizer object never keeps a state's tensor alive.
     let mutable verified: struct (WeakReference<torch.Tensor> * int64) = struct (WeakReference<torch.Tensor>(null), 0L)
 
+    // The optimizer state last handed to the transformation and its tensors: a donating loop's
+    // fused step updates them in place, so the next step reads the same tensors and reuses the
+    // state object instead of building a new map. Weak, as above.
+    let mutable lastState: WeakReference<State> = WeakReference<State>(null)
+    let mutable lastValues: torch.Tensor[] = [||]
+
     /// Errors about the transformation's state name keys relative to this optimizer; say which.
     let located (path: string) (e: exn) : exn =
         let message = sprintf "In optimizer '%s' (its state keys are relative to that path): %s" path e.Message
@@ -111,19 +120,17 @@ type OptimizerBase internal (transform: GradientTransformation, name: string) as
     member internal this.ApplyGrads(parameters: State, grads: State) : State * float option =
         if isNull parameters then raise (ArgumentNullException("parameters"))
         if isNull grads then raise (ArgumentNullException("grads"))
-        let fingerprint = Fingerprint.ofKeys (State.keys parameters)
+        let fingerprint = Fingerprint.ofState parameters
         let mutable fresh: State = null
         let initial () =
             if isNull fresh then fresh <- transform.Init parameters
             fresh
-        let prefix = this.Path + "/"
         let struct (keys, absoluteKeys) =
-            stateKeys.GetOrAdd(
-                fingerprint,
-                fun _ ->
-                    let keys = initial () |> State.keys |> Array.ofList
-                    struct (keys, keys |> Array.map (fun k -> prefix + k))
-            )
+            match stateKeys.TryGetValue fingerprint with
+            | true, known -> known
+            | _ ->
+                let keys = initial () |> State.keys |> Array.ofList
+                stateKeys.GetOrAdd(fingerprint, struct (keys, keys |> Array.map (fun k -> this.Path + "/" + k)))
         let stored = this.Get(Fingerprint.Key, fun () -> torch.tensor fingerprint)
         let matches =
             let struct (last, value) = verified
@@ -136,7 +143,13 @@ type OptimizerBase internal (transform: GradientTransformation, name: string) as
         let state =
             if matches then
                 let values = Ambient.exec (Prog.getMany absoluteKeys (fun i -> (initial ()).[keys.[i]]))
-                Array.zip keys values |> State.ofValidPairs
+                match lastState.TryGetTarget() with
+                | true, last when values.Length = lastValues.Length && Array.forall2 (fun a b -> obj.ReferenceEquals(a, b)) values lastValues -> last
+                | _ ->
+                    let built = Array.zip keys values |> State.ofValidPairs
+                    lastState <- WeakReference<State>(built)
+                    lastValues <- values
+                    built
             else
                 // The targets changed: read everything the optimizer holds so the transformation
                 // can say exactly which keys differ.
@@ -168,20 +181,21 @@ type OptimizerBase internal (transform: GradientTransformation, name: string) as
         // A fused step that wrote everything in place hands back the very states it was given.
         let stateInPlace = obj.ReferenceEquals(next, state)
         if not (isNull donation) then
-            let parameterEntries, stateEntries = parameters.Entries, state.Entries
-            for KeyValue(k, t) in updated.Entries do
-                match parameterEntries.TryGetValue k with
-                | true, old when obj.ReferenceEquals(t, old) && mayOverwrite old -> donation.Overwrote t
-                | _ -> ()
-            for KeyValue(k, t) in next.Entries do
-                match stateEntries.TryGetValue k with
-                | true, old when obj.ReferenceEquals(t, old) && mayOverwrite old -> donation.Overwrote t
-                | _ -> ()
+            // What the step wrote into: the tensors it hands back that it was given.
+            let recordFrom (given: State) (returned: State) =
+                let entries = given.Entries
+                returned.Entries
+                |> Map.iter (fun k t ->
+                    match entries.TryGetValue k with
+                    | true, old when obj.ReferenceEquals(t, old) && mayOverwrite old -> donation.Overwrote t
+                    | _ -> ())
+            recordFrom parameters updated
+            recordFrom state next
         // Written back even when updated in place: the keys count as modified (tracking, and
         // donation's check that no other key holds a tensor it overwrote), the map stays as it is.
-        Ambient.exec (Prog.putMany (State.toSeq updated))
-        if stateInPlace then Ambient.exec (Prog.putMany (Seq.init keys.Length (fun i -> absoluteKeys.[i], state.[keys.[i]])))
-        else this.PutM(next |> State.toSeq |> Seq.map (fun (k, v) -> prefix + k, v) |> State.ofValidPairs)
+        Ambient.exec (Prog.putState updated)
+        if stateInPlace then Ambient.exec (Prog.putArrays absoluteKeys lastValues)
+        else this.PutM(next |> State.toSeq |> Seq.map (fun (k, v) -> this.Path + "/" + k, v) |> State.ofValidPairs)
         let learningRate =
             match next.Entries.TryGetValue Optax.LearningRateKey with
             | true, lr -> Some(lr.ToDouble())
