@@ -39,6 +39,10 @@ type Tracker(name: string) as this =
         this.Put("copy", w) |> ignore
         this.Train(x, y)
 
+    /// Keeps the weight under a second key, changing nothing else.
+    member this.Alias() =
+        this.Put("copy", h.Get("w", fun () -> failwith "created at init")) |> ignore
+
     /// The prediction, changing nothing.
     member this.Predict(x: torch.Tensor) = h.Forward x
 
@@ -175,6 +179,30 @@ let tests =
             Expect.isTrue (obj.ReferenceEquals(next.["snapshot/w"], w)) "the other key keeps its tensor"
             Expect.isFalse w.IsInvalid "which is not freed"
             expectIdentical w before "and not changed"
+
+        testCase "a donating call hands its count of each tensor's keys on: the next one sees a tensor it stored twice" <| fun () ->
+            // A donating call hands the next one its count of the keys that hold each tensor (so
+            // that the next needs no pass over the state). A call that stores the weight under a
+            // second key must be counted: the next donating call then neither overwrites nor frees
+            // that tensor, and updates in place again what is held once.
+            let model = Tracker "model"
+            let x, y = batch ()
+            let train = Nj.purifyWith donating model.Train
+            let alias = Nj.purifyWith (donating |> Options.withCreate true) model.Alias
+            let warmed, _ = train (Nj.init 0L model.Train State.empty (x, y)) (x, y)
+            let aliased, _ = alias warmed ()
+            let w = aliased.["model/h/w"]
+            let before = w.clone ()
+            Expect.isTrue (obj.ReferenceEquals(aliased.["model/copy"], w)) "the weight is stored twice"
+            let next, _ = train aliased (x, y)
+            Expect.isFalse (obj.ReferenceEquals(next.["model/h/w"], w)) "the weight got a new tensor"
+            Expect.isTrue (obj.ReferenceEquals(next.["model/copy"], w)) "the other key keeps its tensor"
+            Expect.isFalse w.IsInvalid "which is not freed"
+            expectIdentical w before "and not changed"
+            let w2 = next.["model/h/w"]
+            let after, _ = train next (x, y)
+            Expect.isTrue (obj.ReferenceEquals(after.["model/h/w"], w2)) "the new weight, held once, is updated in place"
+            Expect.isTrue (obj.ReferenceEquals(after.["model/copy"], w)) "the copy stays"
 
         testCase "only a top-level call can donate" <| fun () ->
             let model = Tracker "model"

@@ -7,11 +7,12 @@ open TorchSharp
 /// tensors it may overwrite in place, and which it did. One exists per donating call.
 [<Sealed; AllowNullLiteral>]
 type Donation internal (input: State) =
-    // How many keys of the donated state hold each tensor, counted on first use (one pass over the
-    // state): a tensor held under two keys must not be overwritten for one of them. Tensors are
-    // told apart by their native handle, which no two live Tensor objects share; hashing the
-    // objects themselves is slower.
-    let mutable holders: Dictionary<nativeint, int> = null
+    // How many keys of the donated state hold each tensor: a tensor held under two keys must not
+    // be overwritten for one of them. Counted on first use (one pass over the state), unless the
+    // donating call that made the state handed its count on (HandOn), as a loop's calls do.
+    // Tensors are told apart by their native handle, which no two live Tensor objects share;
+    // hashing the objects themselves is slower.
+    let mutable holders: Dictionary<nativeint, int> = input.Holders
     let overwritten = HashSet<nativeint>()
 
     /// The state the caller donated.
@@ -32,6 +33,38 @@ type Donation internal (input: State) =
             match holders.TryGetValue tensor.Handle with
             | true, n -> n
             | _ -> 0
+
+    /// The changes to the count that a call's writes make, while the tensors of both the donated
+    /// state and the new one are alive: one per key the call created or modified. Nothing when
+    /// nothing was counted.
+    member internal _.Changes(created: Set<string>, modified: Set<string>, now: Map<string, torch.Tensor>) : struct (nativeint * int)[] =
+        if isNull holders then [||]
+        else
+            let before = input.Entries
+            let changes = ResizeArray<struct (nativeint * int)>(2 * (created.Count + modified.Count))
+            let count (key: string) =
+                match before.TryGetValue key with
+                | true, old when not old.IsInvalid -> changes.Add(struct (old.Handle, -1))
+                | _ -> ()
+                match now.TryGetValue key with
+                | true, t when not t.IsInvalid -> changes.Add(struct (t.Handle, 1))
+                | _ -> ()
+            for key in created do
+                count key
+            for key in modified do
+                if not (created.Contains key) then count key
+            changes.ToArray()
+
+    /// Hands the count on to the state the call returns, with the changes its writes made: the
+    /// donated state is gone, so its count becomes the new state's.
+    member internal _.HandOn(output: State, changes: struct (nativeint * int)[]) : unit =
+        if not (isNull holders) then
+            for struct (handle, delta) in changes do
+                match holders.TryGetValue handle with
+                | true, n when n + delta = 0 -> holders.Remove handle |> ignore
+                | true, n -> holders.[handle] <- n + delta
+                | _ -> if delta > 0 then holders.[handle] <- delta
+            output.Holders <- holders
 
     /// True when the tensor is the donated state's, under exactly one key: the call may write the
     /// entry's next value into it instead of into a new tensor.

@@ -275,6 +275,8 @@ module Purify =
                 )
             | _ -> ()
         let input = donated.Entries
+        // The count of holders the next donating call needs, taken while the tensors it names live.
+        let changes = donation.Changes(world.Created, world.Modified, now)
         for key in world.Modified do
             match input.TryFind key with
             | Some old when not old.IsInvalid && not (written.Contains old.Handle) && not (fromOutput.Exists(fun t -> obj.ReferenceEquals(t, old))) && donation.Holders old = 1 -> old.Dispose()
@@ -289,6 +291,7 @@ module Purify =
         // must stay usable).
         if not (obj.ReferenceEquals(world.State, donated)) && not (walked.Contains donated) && donated.Count > 0 then
             donated.Donate(name, language)
+            donation.HandOn(world.State, changes)
         world
 
     /// Runs a program on a state and returns the outcome. The input state is never changed,

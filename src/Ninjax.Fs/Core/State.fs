@@ -129,6 +129,10 @@ type State internal (entries: Map<string, torch.Tensor>, structure: Structure) =
     let mutable donatedTo: string = null
     let mutable donatedIn = Language.FSharp
 
+    // How many keys hold each tensor (by native handle), when a donating call that returned this
+    // state handed its count on, so that donating this state again costs no pass over it.
+    let mutable holders: System.Collections.Generic.Dictionary<nativeint, int> = null
+
     let live () =
         if not (isNull donatedTo) then
             raise (
@@ -148,6 +152,12 @@ type State internal (entries: Map<string, torch.Tensor>, structure: Structure) =
 
     /// What this state shares with every state derived from it by writes of existing entries.
     member internal _.Structure = structure
+
+    /// How many of this state's keys hold each tensor, by native handle, when known (see
+    /// Donation); null otherwise.
+    member internal _.Holders
+        with get () = holders
+        and set (value: System.Collections.Generic.Dictionary<nativeint, int>) = holders <- value
 
     /// The state with an existing entry's tensor replaced by one of the same shape and dtype
     /// (the caller checks both): it keeps this state's structure.
