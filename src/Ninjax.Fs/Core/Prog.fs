@@ -115,7 +115,7 @@ module Prog =
     /// Writes tensors under absolute keys (<c>keys.[i]</c> gets <c>values.[i]</c>), as putKey
     /// writes each: the optimizer's entries in one step of the interpreter. A tensor the entry
     /// already holds (an update made in place) only marks the key modified.
-    let putArrays (keys: string[]) (values: torch.Tensor[]) : Nj<unit> =
+    let internal putArrays (keys: string[]) (values: torch.Tensor[]) : Nj<unit> =
         Nj(fun env world ->
             let canWrite = env.Flags.Modify && not env.Flags.Ignore
             let mutable w = world
@@ -130,7 +130,7 @@ module Prog =
             struct ((), { w with Modified = modified }))
 
     /// Writes every entry of a state under its key, as putArrays does.
-    let putState (entries: State) : Nj<unit> =
+    let internal putState (entries: State) : Nj<unit> =
         Nj(fun env world ->
             let canWrite = env.Flags.Modify && not env.Flags.Ignore
             let mutable w = world
