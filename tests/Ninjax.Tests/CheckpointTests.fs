@@ -203,9 +203,17 @@ let tests =
             let path = dir.File "exact.safetensors"
             let t = torch.tensor([| 0.0f; 1.0f; 2.0f; 3.0f; 4.0f; 5.0f |]).reshape(1L, 1L, 2L, 3L)
             Checkpoint.save path (State.ofSeq [ "attn0", t ], CheckpointMetadata.empty)
-            let json = """{"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}}"""
-            let padded = json.PadRight((json.Length + 7) / 8 * 8)
-            let expected = rawFile padded (f32Bytes [ 0.0f; 1.0f; 2.0f; 3.0f; 4.0f; 5.0f ])
+            // Ninjax's checksums are metadata strings: XxHash3 of each tensor's bytes, in data
+            // order, and of the header's bytes with the header checksum's digits set to zeros.
+            let data = f32Bytes [ 0.0f; 1.0f; 2.0f; 3.0f; 4.0f; 5.0f ]
+            let withHeaderDigest (digest: string) =
+                let json =
+                    sprintf
+                        """{"__metadata__":{"ninjax.checksums":"xxh3-64 %016x","ninjax.header":"xxh3-64 %s"},"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}}"""
+                        (System.IO.Hashing.XxHash3.HashToUInt64(ReadOnlySpan data)) digest
+                json.PadRight((json.Length + 7) / 8 * 8)
+            let headerDigest = System.IO.Hashing.XxHash3.HashToUInt64(ReadOnlySpan(Encoding.UTF8.GetBytes(withHeaderDigest (String('0', 16)))))
+            let expected = rawFile (withHeaderDigest (sprintf "%016x" headerDigest)) data
             Expect.sequenceEqual (File.ReadAllBytes path) expected "bytes"
 
         testCase "metadata is a string table with the step under 'step'; entries are ordered for alignment" <| fun () ->
@@ -217,8 +225,10 @@ let tests =
             let n = int (BitConverter.ToUInt64(bytes, 0))
             Expect.equal (n % 8) 0 "header length is a multiple of 8"
             let header = Encoding.UTF8.GetString(bytes, 8, n).TrimEnd()
+            // The checksums (checked in the layout test) are left out here.
+            let checksums = Text.RegularExpressions.Regex(",\"ninjax\\.checksums\":\"[^\"]*\",\"ninjax\\.header\":\"[^\"]*\"")
             Expect.equal
-                header
+                (checksums.Replace(header, ""))
                 ("""{"__metadata__":{"run":"x","step":"12"},"b":{"dtype":"F64","shape":[1],"data_offsets":[0,8]},"""
                  + """"c":{"dtype":"F32","shape":[1],"data_offsets":[8,12]},"a":{"dtype":"U8","shape":[1],"data_offsets":[12,13]}}""")
                 "header"
@@ -301,6 +311,9 @@ let tests =
             Expect.equal meta.Step (Some 1L) "old step"
             let msg = throwsWith<InvalidDataException> (fun () -> Checkpoint.load left.[0] |> ignore)
             mentions msg [ left.[0] ]
+            // The next save of the same file deletes what the killed one left behind.
+            Checkpoint.save target (old, CheckpointMetadata.ofStep 3L)
+            Expect.sequenceEqual (Directory.GetFiles dir.Path) [ target ] "the killed save's temporary file is gone"
 
         testCase "loadInto a model's init state restores it and puts step and strings back" <| fun () ->
             use dir = new TempDir()

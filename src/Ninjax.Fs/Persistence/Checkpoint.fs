@@ -96,6 +96,29 @@ module Checkpoint =
     [<Literal>]
     let StepName = "step"
 
+    /// Metadata names starting with this are Ninjax's own (the checksums), never user strings.
+    [<Literal>]
+    let ReservedPrefix = "ninjax."
+
+    // The checksum of every tensor's bytes, in the order of the data: "xxh3-64 <hex> <hex> ...".
+    [<Literal>]
+    let private ChecksumsName = "ninjax.checksums"
+
+    // The checksum of the header's bytes, computed with this value's digits set to zeros.
+    [<Literal>]
+    let private HeaderChecksumName = "ninjax.header"
+
+    [<Literal>]
+    let private Algorithm = "xxh3-64"
+
+    // The key safetensors reserves for the metadata table.
+    [<Literal>]
+    let private MetadataKey = "__metadata__"
+
+    let private hex (h: uint64) = h.ToString "x16"
+
+    let private zeroDigest = String('0', 16)
+
     // The reference implementation refuses headers above 100 MB; so do we, so that a corrupted
     // length never makes us allocate gigabytes.
     let private maxHeaderBytes = 100_000_000L
@@ -141,9 +164,15 @@ module Checkpoint =
     let private corrupt (path: string) (why: string) =
         InvalidDataException(sprintf "Checkpoint '%s' is not a valid safetensors file: %s." path why)
 
+    let private corruptedFile (path: string) (why: string) =
+        InvalidDataException(sprintf "Checkpoint '%s' is corrupted: %s. Nothing was loaded; restore it from another copy." path why)
+
     // ---------------------------------------------------------------- writing
 
-    let private header (entries: (string * torch.Tensor) list) (metadata: CheckpointMetadata) : byte[] =
+    /// The header for entries in data order: with the tensors' checksums (placeholders of the
+    /// same length before they are known) and the header's own checksum, computed over these
+    /// bytes with its digits set to zeros.
+    let private header (entries: (string * torch.Tensor) list) (metadata: CheckpointMetadata) (digests: uint64[]) : byte[] =
         use buffer = new MemoryStream()
         (
             use json = new Utf8JsonWriter(buffer)
@@ -152,11 +181,12 @@ module Checkpoint =
                 match metadata.Step with
                 | Some s -> metadata.Strings.Add(StepName, string s)
                 | None -> metadata.Strings
-            if not strings.IsEmpty then
-                json.WriteStartObject "__metadata__"
-                for KeyValue(k, v) in strings do
-                    json.WriteString(k, v)
-                json.WriteEndObject()
+            json.WriteStartObject MetadataKey
+            for KeyValue(k, v) in strings do
+                json.WriteString(k, v)
+            json.WriteString(ChecksumsName, String.Join(" ", Array.append [| Algorithm |] (digests |> Array.map hex)))
+            json.WriteString(HeaderChecksumName, Algorithm + " " + zeroDigest)
+            json.WriteEndObject()
             let mutable offset = 0L
             for key, t in entries do
                 let length = t.NumberOfElements * elementSize t.dtype
@@ -178,10 +208,17 @@ module Checkpoint =
         // tensor's data starts aligned in the file.
         let raw = buffer.ToArray()
         let padded = (raw.Length + 7) / 8 * 8
-        Array.append raw (Array.create (padded - raw.Length) (byte ' '))
+        let bytes = Array.append raw (Array.create (padded - raw.Length) (byte ' '))
+        let digest = System.IO.Hashing.XxHash3.HashToUInt64(ReadOnlySpan bytes)
+        let placeholder = Encoding.ASCII.GetBytes(sprintf "\"%s\":\"%s %s\"" HeaderChecksumName Algorithm zeroDigest)
+        let at = ReadOnlySpan(bytes).IndexOf(ReadOnlySpan placeholder)
+        Encoding.ASCII.GetBytes(hex digest).CopyTo(bytes, at + placeholder.Length - 1 - zeroDigest.Length)
+        bytes
 
-    // Writes a tensor's bytes; the tensor must be contiguous and on the CPU.
-    let private writeTensor (stream: Stream) (t: torch.Tensor) =
+    // Writes a tensor's bytes and returns their checksum; the tensor must be contiguous and on
+    // the CPU.
+    let private writeTensor (stream: Stream) (t: torch.Tensor) : uint64 =
+        let hash = System.IO.Hashing.XxHash3()
         let total = t.NumberOfElements
         if total > 0L then
             let size = elementSize t.dtype
@@ -191,8 +228,11 @@ module Checkpoint =
             while start < total do
                 let n = min perChunk (total - start)
                 use chunk = flat.narrow(0L, start, n)
-                stream.Write(chunk.bytes)
+                let bytes = chunk.bytes
+                hash.Append(Span<byte>.op_Implicit bytes)
+                stream.Write bytes
                 start <- start + n
+        hash.GetCurrentHashAsUInt64()
 
     // A contiguous CPU tensor with the same values, and whether it is a new object to dispose.
     let private hostCopy (t: torch.Tensor) : torch.Tensor * bool =
@@ -202,17 +242,69 @@ module Checkpoint =
             use cpu = t.cpu ()
             cpu.contiguous (), true
 
+    // Temporary files are named after the target, this machine and this process, so that a
+    // later save can tell the leftovers of a killed save (its process is gone) from a save in
+    // progress; the target's name is shortened so the temporary name fits any file system.
+    let private tempSuffix = ".ninjax-tmp"
+
+    let private tempPrefix (full: string) =
+        let name = Path.GetFileName full
+        let host = Environment.MachineName
+        "." + name.Substring(0, min name.Length 100) + "." + host.Substring(0, min host.Length 32) + "-"
+
+    let private tempPath (full: string) =
+        Path.Combine(
+            Path.GetDirectoryName full,
+            sprintf "%s%d.%s%s" (tempPrefix full) Environment.ProcessId (Guid.NewGuid().ToString("N").Substring(0, 8)) tempSuffix
+        )
+
+    /// Deletes the temporary files that saves of this target on this machine left behind when
+    /// they were killed: those whose process no longer runs.
+    let private removeStaleTemporaries (full: string) =
+        let prefix = tempPrefix full
+        let alive (pid: int) =
+            pid = Environment.ProcessId
+            || (try
+                    use p = Diagnostics.Process.GetProcessById pid
+                    not p.HasExited
+                with _ -> false)
+        try
+            for file in Directory.EnumerateFiles(Path.GetDirectoryName full, prefix + "*" + tempSuffix) do
+                let name = Path.GetFileName file
+                let rest = name.Substring(prefix.Length)
+                match Int32.TryParse(rest.Substring(0, max 0 (rest.IndexOf '.'))) with
+                | true, pid when not (alive pid) -> try File.Delete file with _ -> ()
+                | _ -> ()
+        with _ -> ()
+
+    /// An I/O error of a save, saying which checkpoint it was saving (the error itself names the
+    /// temporary file it was writing).
+    let private saveFailed (target: string) (temp: string) (e: exn) : exn =
+        let message =
+            sprintf "Cannot save the checkpoint '%s' (it is written to '%s' first, then renamed): %s" target temp e.Message
+        match e with
+        | :? UnauthorizedAccessException -> UnauthorizedAccessException(message, e) :> exn
+        | :? PathTooLongException -> PathTooLongException(message, e) :> exn
+        | :? DirectoryNotFoundException -> DirectoryNotFoundException(message, e) :> exn
+        | :? IOException -> IOException(message, e) :> exn
+        | _ -> e
+
     /// Saves a state and its metadata to a safetensors file. The file is written under a temporary
     /// name in the same directory, flushed to disk and then renamed over <paramref name="path"/>,
-    /// so a crash part way through leaves any previous checkpoint at that path intact.
-    /// Tensors on other devices are copied to the CPU to be written. ArgumentException naming
-    /// every key whose dtype the format cannot hold (see <see cref="supportedDtypes"/>), or
-    /// when the metadata strings use the reserved name <c>step</c>.
+    /// so a crash part way through leaves any previous checkpoint at that path intact; the next
+    /// save of the same file deletes what a killed save left. The metadata holds a checksum of
+    /// every tensor's bytes and of the header (as <c>ninjax.*</c> strings, which other
+    /// safetensors readers ignore), which load verifies. Tensors on other devices are copied to
+    /// the CPU to be written. ArgumentException naming every key whose dtype the format cannot
+    /// hold (see <see cref="supportedDtypes"/>), a disposed or meta-device tensor, the key
+    /// <c>__metadata__</c>, or metadata strings named <c>step</c> or <c>ninjax.*</c>.
     let save (path: string) (state: State, metadata: CheckpointMetadata) : unit =
         if String.IsNullOrWhiteSpace path then
             raise (ArgumentException("The checkpoint path is empty.", "path"))
         if isNull (box state) then
             raise (ArgumentNullException("state"))
+        if isNull (box metadata.Strings) then
+            raise (ArgumentNullException("metadata", "The metadata strings are null; use CheckpointMetadata.empty."))
         if metadata.Strings.ContainsKey StepName then
             raise (
                 ArgumentException(
@@ -223,6 +315,24 @@ module Checkpoint =
         for KeyValue(k, v) in metadata.Strings do
             if isNull k || isNull v then
                 raise (ArgumentException(sprintf "The metadata string '%s' is null; safetensors metadata holds strings only." k, "metadata"))
+            if k.StartsWith(ReservedPrefix, StringComparison.Ordinal) then
+                raise (ArgumentException(sprintf "The metadata string '%s' uses the prefix '%s', which is reserved for Ninjax's checksums; choose another name." k ReservedPrefix, "metadata"))
+        if State.containsKey MetadataKey state then
+            raise (
+                ArgumentException(
+                    sprintf "Cannot save to '%s': the state key '%s' is reserved by the safetensors format for the metadata table, so the file could not be loaded. Rename the entry." path MetadataKey,
+                    "state"
+                )
+            )
+        let unusable =
+            State.toSeq state
+            |> Seq.choose (fun (k, t) ->
+                if t.IsInvalid then Some(sprintf "'%s' (a disposed tensor)" k)
+                elif t.device_type = DeviceType.META then Some(sprintf "'%s' (on the meta device, which holds no data)" k)
+                else None)
+            |> List.ofSeq
+        if not unusable.IsEmpty then
+            raise (ArgumentException(sprintf "Cannot save to '%s': these entries hold no data to write: %s." path (String.concat ", " unusable), "state"))
         let unsupported =
             State.toSeq state
             |> Seq.filter (fun (_, t) -> not (nameOfDtype.ContainsKey t.dtype))
@@ -245,29 +355,40 @@ module Checkpoint =
             State.toSeq state
             |> Seq.sortBy (fun (k, t) -> -(elementSize t.dtype), k)
             |> List.ofSeq
-        let headerBytes = header entries metadata
         let full = Path.GetFullPath path
-        let directory = Path.GetDirectoryName full
-        let temp = Path.Combine(directory, sprintf ".%s.%s.tmp" (Path.GetFileName full) (Guid.NewGuid().ToString "N"))
+        if Directory.Exists full then
+            raise (IOException(sprintf "Cannot save the checkpoint '%s': a directory of that name exists." full))
+        removeStaleTemporaries full
+        let temp = tempPath full
         try
             (
                 use file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 <<< 20)
+                // The header is written with placeholder checksums of the right length, then again
+                // once the data has been written and its checksums are known.
+                let placeholder = header entries metadata (Array.zeroCreate entries.Length)
                 let lengthBytes = Array.zeroCreate<byte> 8
-                Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(Span lengthBytes, uint64 headerBytes.Length)
+                Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(Span lengthBytes, uint64 placeholder.Length)
                 file.Write lengthBytes
-                file.Write headerBytes
-                for _, t in entries do
-                    let host, owned = hostCopy t
-                    try
-                        writeTensor file host
-                    finally
-                        if owned then host.Dispose()
+                file.Write placeholder
+                let digests =
+                    [| for _, t in entries do
+                           let host, owned = hostCopy t
+                           try
+                               writeTensor file host
+                           finally
+                               if owned then host.Dispose() |]
+                let final = header entries metadata digests
+                file.Position <- 8L
+                file.Write final
                 file.Flush true
             )
             File.Move(temp, full, true)
-        with _ ->
+        with e ->
             (try File.Delete temp with _ -> ())
-            reraise ()
+            match e with
+            | :? IOException
+            | :? UnauthorizedAccessException -> raise (saveFailed full temp e)
+            | _ -> reraise ()
 
     // ---------------------------------------------------------------- reading
 
@@ -275,7 +396,36 @@ module Checkpoint =
     type private Header =
         { Entries: (CheckpointEntry * int64 * int64) list // entry, begin, end (relative to the data)
           Metadata: CheckpointMetadata
-          DataStart: int64 }
+          DataStart: int64
+          /// The checksums of the tensors' bytes in data order; None for files without them.
+          Digests: uint64[] option }
+
+    /// Checks the header's bytes against the checksum stored in them, if any: the digits of the
+    /// stored checksum are read and set to zeros, and the bytes hashed. None when they agree or
+    /// the file has no header checksum; otherwise what is wrong.
+    let private headerChecksumProblem (headerBytes: byte[]) (stored: string option) : string option =
+        match stored with
+        | None -> None
+        | Some value ->
+            let marker = Encoding.ASCII.GetBytes(sprintf "\"%s\":\"%s " HeaderChecksumName Algorithm)
+            let span = ReadOnlySpan headerBytes
+            let at = span.IndexOf(ReadOnlySpan marker)
+            let digits = at + marker.Length
+            let parsed (text: string) =
+                match UInt64.TryParse(text, Globalization.NumberStyles.AllowHexSpecifier, Globalization.CultureInfo.InvariantCulture) with
+                | true, v when text.Length = 16 -> Some v
+                | _ -> None
+            if at < 0 || span.Slice(digits).IndexOf(ReadOnlySpan marker) >= 0 || digits + 16 > headerBytes.Length
+               || value <> Algorithm + " " + Encoding.ASCII.GetString(headerBytes, digits, 16) then
+                Some "its header checksum is not where Ninjax writes it (was the file rewritten by another tool?)"
+            else
+                match parsed (Encoding.ASCII.GetString(headerBytes, digits, 16)) with
+                | None -> Some "its header checksum is not a 64-bit hexadecimal number"
+                | Some expected ->
+                    let copy = Array.copy headerBytes
+                    Encoding.ASCII.GetBytes(zeroDigest).CopyTo(copy, digits)
+                    if System.IO.Hashing.XxHash3.HashToUInt64(ReadOnlySpan copy) = expected then None
+                    else Some "its header does not match the checksum stored in it (a key, dtype, shape, offset or metadata string changed since it was saved)"
 
     let private readHeader (path: string) (file: FileStream) : Header =
         let fail why = raise (corrupt path why)
@@ -303,11 +453,24 @@ module Checkpoint =
                 fail (sprintf "the header is not valid JSON (%s)" e.Message)
         if doc.RootElement.ValueKind <> JsonValueKind.Object then
             fail (sprintf "the header is a JSON %O, not an object" doc.RootElement.ValueKind)
+        // A file with checksums must match them before anything in its header is believed.
+        let storedHeaderChecksum =
+            match doc.RootElement.TryGetProperty MetadataKey with
+            | true, m when m.ValueKind = JsonValueKind.Object ->
+                match m.TryGetProperty HeaderChecksumName with
+                | true, v when v.ValueKind = JsonValueKind.String -> Some(v.GetString())
+                | true, _ -> Some ""
+                | _ -> None
+            | _ -> None
+        match headerChecksumProblem headerBytes storedHeaderChecksum with
+        | Some why -> raise (corruptedFile path why)
+        | None -> ()
         let problems = ResizeArray<string>()
         let entries = ResizeArray<CheckpointEntry * int64 * int64>()
         let seen = HashSet<string>()
         let mutable strings = Map.empty
         let mutable step = None
+        let reserved = Dictionary<string, string>()
         for prop in doc.RootElement.EnumerateObject() do
             let key = prop.Name
             if not (seen.Add key) then
@@ -319,6 +482,8 @@ module Checkpoint =
                     for m in prop.Value.EnumerateObject() do
                         if m.Value.ValueKind <> JsonValueKind.String then
                             problems.Add(sprintf "metadata '%s' is a JSON %O, not a string" m.Name m.Value.ValueKind)
+                        elif m.Name.StartsWith(ReservedPrefix, StringComparison.Ordinal) then
+                            reserved.[m.Name] <- m.Value.GetString()
                         elif m.Name = StepName then
                             match Int64.TryParse(m.Value.GetString(), Globalization.NumberStyles.AllowLeadingSign, Globalization.CultureInfo.InvariantCulture) with
                             | true, s -> step <- Some s
@@ -403,15 +568,73 @@ module Checkpoint =
                     problems.Add(sprintf "the tensors need %d bytes of data but the file holds only %d (is it truncated?)" expected dataLength)
                 else
                     problems.Add(sprintf "the tensors need %d bytes of data but the file holds %d" expected dataLength)
+        // Ninjax's own metadata: both checksums or neither, and one tensor checksum per entry.
+        let digests =
+            let known = set [ ChecksumsName; HeaderChecksumName ]
+            for name in reserved.Keys do
+                if not (known.Contains name) then problems.Add(sprintf "its metadata has '%s', which is not a name Ninjax writes" name)
+            match reserved.TryGetValue ChecksumsName, storedHeaderChecksum with
+            | (false, _), None -> None
+            | (true, list), Some _ ->
+                let parts = list.Split ' '
+                let values =
+                    parts
+                    |> Array.skip 1
+                    |> Array.choose (fun p ->
+                        match UInt64.TryParse(p, Globalization.NumberStyles.AllowHexSpecifier, Globalization.CultureInfo.InvariantCulture) with
+                        | true, v when p.Length = 16 -> Some v
+                        | _ -> None)
+                if parts.[0] <> Algorithm || values.Length <> parts.Length - 1 || values.Length <> sorted.Length then
+                    problems.Add(sprintf "its '%s' metadata does not hold one %s checksum per tensor" ChecksumsName Algorithm)
+                Some values
+            | _ ->
+                problems.Add(sprintf "its metadata holds one of '%s' and '%s' but not the other" ChecksumsName HeaderChecksumName)
+                None
         if problems.Count > 0 then
             fail (String.Join("; ", problems |> Seq.truncate 20) + (if problems.Count > 20 then sprintf "; ... (%d problems)" problems.Count else ""))
         { Entries = sorted
           Metadata = { Step = step; Strings = strings }
-          DataStart = 8L + int64 n }
+          DataStart = 8L + int64 n
+          Digests = digests }
+
+    /// The kind of file at a path (the S_IFMT bits of its mode), through the .NET runtime's own
+    /// native stat; None where that is not available (Windows) or the path does not exist.
+    module private FileKind =
+        [<Struct; Runtime.InteropServices.StructLayout(Runtime.InteropServices.LayoutKind.Sequential, Size = 256)>]
+        type Status =
+            val Flags: int
+            val Mode: int
+
+        [<Runtime.InteropServices.DllImport("libSystem.Native", EntryPoint = "SystemNative_Stat", ExactSpelling = true)>]
+        extern int stat([<Runtime.InteropServices.MarshalAs(Runtime.InteropServices.UnmanagedType.LPUTF8Str)>] string path, Status& status)
+
+        let ofPath (path: string) : int option =
+            if OperatingSystem.IsWindows() then None
+            else
+                try
+                    let mutable status = Status()
+                    if stat (path, &status) = 0 then Some(status.Mode &&& 0xF000) else None
+                with
+                | :? DllNotFoundException
+                | :? EntryPointNotFoundException -> None
 
     let private openRead (path: string) =
         if String.IsNullOrWhiteSpace path then
             raise (ArgumentException("The checkpoint path is empty.", "path"))
+        if Directory.Exists path then
+            raise (IOException(sprintf "Checkpoint '%s' is a directory, not a checkpoint file." path))
+        // Opening a FIFO or a device would block or read forever: only regular files are read.
+        match FileKind.ofPath path with
+        | Some kind when kind <> 0x8000 ->
+            let what =
+                match kind with
+                | 0x1000 -> "a FIFO (named pipe)"
+                | 0x2000 -> "a character device"
+                | 0x6000 -> "a block device"
+                | 0xC000 -> "a socket"
+                | _ -> "not a regular file"
+            raise (IOException(sprintf "Checkpoint '%s' is %s, not a checkpoint file." path what))
+        | _ -> ()
         new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 <<< 20)
 
     // Reads the tensors the header describes, in file order. Any failure disposes what was read.
@@ -419,9 +642,11 @@ module Checkpoint =
         let loaded = ResizeArray<string * torch.Tensor>()
         try
             file.Position <- header.DataStart
-            for entry, _, _ in header.Entries do
+            let hash = System.IO.Hashing.XxHash3()
+            for i, (entry, _, _) in List.indexed header.Entries do
                 let t = torch.empty(entry.Shape, dtype = entry.Dtype)
                 loaded.Add(entry.Key, t)
+                hash.Reset()
                 let total = t.NumberOfElements
                 if total > 0L then
                     let perChunk = max 1L (chunkBytes / elementSize entry.Dtype)
@@ -430,8 +655,21 @@ module Checkpoint =
                     while start < total do
                         let n = min perChunk (total - start)
                         use chunk = flat.narrow(0L, start, n)
-                        file.ReadExactly chunk.bytes
+                        let bytes = chunk.bytes
+                        file.ReadExactly bytes
+                        hash.Append(Span<byte>.op_Implicit bytes)
+                        // A bool is one byte, 0 or 1; anything else is not a bool libtorch can use.
+                        if entry.Dtype = torch.ScalarType.Bool then
+                            let bad = MemoryExtensions.IndexOfAnyExcept(Span<byte>.op_Implicit bytes, 0uy, 1uy)
+                            if bad >= 0 then
+                                raise (
+                                    corrupt path (sprintf "entry '%s' is BOOL but its element %d is the byte %d, not 0 or 1" entry.Key (start + int64 bad) bytes.[bad])
+                                )
                         start <- start + n
+                match header.Digests with
+                | Some digests when hash.GetCurrentHashAsUInt64() <> digests.[i] ->
+                    raise (corruptedFile path (sprintf "the bytes of '%s' do not match the checksum stored when it was saved" entry.Key))
+                | _ -> ()
             for i in 0 .. loaded.Count - 1 do
                 let k, t = loaded.[i]
                 let target = device k
