@@ -27,6 +27,9 @@ let main argv =
         // Helper mode for the checkpoint kill test: a child process that is killed while it saves.
         CheckpointTests.writeCheckpointHelper path (int megabytes)
         0
+    | [| "--reliability-child"; group |] ->
+        // Scenarios that used to end the process, run apart from the test run (issue 12).
+        ReliabilityTests.child group
     | _ ->
         // Expecto runs tests on several threads at once; one intra-op thread each keeps libtorch's
         // thread pool from oversubscribing the cores (the tensors here are small).

@@ -4,15 +4,22 @@ open System
 open System.Threading
 
 /// One purified call (or one impure stretch inside a program) in progress: its environment and
-/// its world, which impure code advances by running Prog operations against it.
+/// its world, which impure code advances by running Prog operations against it. A frame belongs
+/// to the thread that opened it and closes when its stretch returns: the world it holds is
+/// handed on then, so a later write to it would be lost.
 [<Sealed; AllowNullLiteral>]
 type Frame internal (env: Env, world: World, parent: Frame) =
+    let thread = Environment.CurrentManagedThreadId
     /// The environment of the call.
     member _.Env = env
     /// The world as impure code has advanced it so far.
     member val World = world with get, set
     /// The frame this one runs inside, or null.
     member _.Parent = parent
+    /// The managed thread the frame runs on.
+    member _.Thread = thread
+    /// True once the stretch of impure code the frame serves has returned.
+    member val Closed = false with get, set
 
 /// The ambient context that impure code (modules calling Get and Put) runs against. It is an
 /// interpreter of Prog: every impure operation is a Prog operation run on the current frame.
@@ -51,11 +58,37 @@ module Ambient =
         f
 
     /// Restores the frame that was current before this one.
-    let pop (frame: Frame) : unit = current.Value <- frame.Parent
+    let pop (frame: Frame) : unit =
+        frame.Closed <- true
+        current.Value <- frame.Parent
+
+    /// The frame impure code may use now: the innermost one, open and on its own thread. State
+    /// written from elsewhere would be lost (a write after an await, when the call has already
+    /// returned, or from a Parallel.For or Task.Run worker racing the call's own thread), so it
+    /// is refused with a message naming the call.
+    let usableFrame () : Frame =
+        let frame = currentFrame ()
+        if frame.Closed then
+            raise (
+                InvalidOperationException(
+                    sprintf
+                        "%s has already returned: this state access ran after the call ended (after an await, or in a task or callback that outlived the call), and its writes would be lost. Finish all state access before the purified function returns; a purified function cannot await and then use the state."
+                        frame.Env.Name
+                )
+            )
+        if frame.Thread <> Environment.CurrentManagedThreadId then
+            raise (
+                InvalidOperationException(
+                    sprintf
+                        "State access from thread %d inside %s, which runs on thread %d: a purified call's state may only be used from the thread that called it (Parallel.For, Task.Run and continuations on other threads would race it and lose writes). Compute in parallel, then read and write the state on the calling thread."
+                        Environment.CurrentManagedThreadId frame.Env.Name frame.Thread
+                )
+            )
+        frame
 
     /// Runs a program against the current frame and advances it: the impure interpreter.
     let exec (program: Nj<'T>) : 'T =
-        let frame = currentFrame ()
+        let frame = usableFrame ()
         let struct (value, world) = Prog.runIn frame.Env frame.World program
         frame.World <- world
         value

@@ -14,6 +14,7 @@ type Donation internal (input: State) =
     // hashing the objects themselves is slower.
     let mutable holders: Dictionary<nativeint, int> = input.Holders
     let overwritten = HashSet<nativeint>()
+    let mutable granted = 0
 
     /// The state the caller donated.
     member internal _.Input = input
@@ -66,9 +67,17 @@ type Donation internal (input: State) =
                 | _ -> if delta > 0 then holders.[handle] <- delta
             output.Holders <- holders
 
-    /// True when the tensor is the donated state's, under exactly one key: the call may write the
-    /// entry's next value into it instead of into a new tensor.
-    member internal this.MayOverwrite(tensor: torch.Tensor) : bool = this.Holders tensor = 1
+    /// True when the tensor is the donated state's, under exactly one key, and contiguous (no two
+    /// elements share memory, as in an expanded view, which in-place writes reject half-way): the
+    /// call may write the entry's next value into it instead of into a new tensor.
+    member internal this.MayOverwrite(tensor: torch.Tensor) : bool =
+        let may = this.Holders tensor = 1 && tensor.is_contiguous ()
+        if may then granted <- granted + 1
+        may
+
+    /// How many times the call was allowed to overwrite a tensor: from the first, a failure may
+    /// leave the donated state half updated (writes through raw memory bump no version counter).
+    member internal _.GrantedCount: int = granted
 
     /// Records a tensor the call overwrote in place.
     member internal _.Overwrote(tensor: torch.Tensor) : unit = overwritten.Add tensor.Handle |> ignore

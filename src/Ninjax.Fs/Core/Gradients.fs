@@ -70,6 +70,44 @@ module internal Gradients =
             )
         keys
 
+    /// The gradients of a scalar loss with respect to leaves (null where the loss does not depend
+    /// on one), through loss.backward: libtorch's errors in the backward pass (a tensor autograd
+    /// saved was changed in place, ...) then arrive as exceptions, where torch.autograd.grad in
+    /// TorchSharp 0.107 ends the process. Each leaf must be a tensor only this gradient uses (a
+    /// fresh leaf or alias): its .grad receives the gradient and is cleared again. With keepGraph
+    /// the gradients keep their graph (a gradient encloses this one).
+    let internal backward (loss: torch.Tensor) (leaves: torch.Tensor[]) (keepGraph: bool) : torch.Tensor[] =
+        torch.autograd.backward([| loss |], null, Nullable keepGraph, keepGraph, leaves)
+        leaves
+        |> Array.map (fun leaf ->
+            let g = leaf.grad
+            // The gradient of a kept graph refers back to the leaf: clear it to break the cycle.
+            if keepGraph && not (isNull (box g)) then leaf.grad <- null
+            if isNull (box g) || g.IsInvalid then null else g)
+
+    /// The error for a backward pass that failed: what the call's own code raised inside it
+    /// (Nj.checkpoint's recomputation), or libtorch's error with the state entry it concerns.
+    let internal backwardFailed (env: Env) (failuresBefore: int) (readsBefore: int) (e: exn) : exn =
+        let failures = if isNull env.Log then [] else env.Log.BackwardFailures |> Seq.skip failuresBefore |> List.ofSeq
+        match failures with
+        | first :: _ ->
+            InvalidOperationException(
+                sprintf "The gradient in %s failed: Nj.checkpoint's function raised while the backward pass recomputed it: %s" env.Name first.Message,
+                first
+            )
+            :> exn
+        | [] ->
+            let detail = (e.Message.Split '\n').[0]
+            let changed = if isNull env.Log then [] else env.Log.ChangedSinceRead readsBefore |> List.map fst
+            let cause =
+                match changed with
+                | key :: _ ->
+                    sprintf " The state entry '%s' was changed in place (an operation ending in _, such as mul_, add_ or copy_) after the loss used it: compute a new tensor instead (mul instead of mul_)." key
+                | [] when detail.Contains "inplace" ->
+                    " A tensor the loss computed was changed in place (an operation ending in _, such as mul_, add_ or copy_) after autograd saved it for the backward pass: compute a new tensor instead (mul instead of mul_)."
+                | [] -> ""
+            InvalidOperationException(sprintf "The gradient in %s failed in libtorch's backward pass: %s%s" env.Name detail cause, e) :> exn
+
     /// Differentiates a program's scalar loss with respect to state entries and explicit tensor
     /// inputs. When the program may create entries, it first runs once with ignore on so that
     /// entries it creates exist (ninjax's prerun). Writes the program makes are kept (a counter
@@ -97,12 +135,16 @@ module internal Gradients =
                             "targets"
                         )
                     )
-            let leafOf (t: torch.Tensor) = if nested && t.requires_grad then t else t.detach().requires_grad_(true)
+            // Inside an enclosing gradient, a tensor on its graph gets a fresh alias as the leaf, so
+            // that this gradient's .grad never lands on a tensor the enclosing one differentiates.
+            let leafOf (t: torch.Tensor) = if nested && t.requires_grad then t.view_as t else t.detach().requires_grad_(true)
             let paramLeaves = keys |> List.map (fun k -> k, leafOf world.State.Entries.[k])
             let inputLeaves = inputs |> List.map leafOf
             let leafState = paramLeaves |> List.fold (fun (m: Map<_, _>) (k, t) -> m.Add(k, t)) world.State.Entries
             let inner = { env with Flags = { env.Flags with Create = false }; GradDepth = env.GradDepth + 1 }
             let start = { world with State = State(leafState, world.State.Structure); Read = Set.empty; Modified = Set.empty }
+            let failuresBefore = if isNull env.Log then 0 else env.Log.BackwardFailures.Count
+            let readsBefore = if isNull env.Log then 0 else env.Log.ReadCount
             let struct ((loss, aux), after) = Monad.runIn inner start (f inputLeaves)
             // A module that declared a buffer while f ran (a Buffer call in the loss) has it left
             // out of its Target.Module, as if it had been declared before.
@@ -138,9 +180,10 @@ module internal Gradients =
                 )
             let leaves = (paramLeaves |> List.map snd) @ inputLeaves
             let grads =
-                torch.autograd.grad(
-                    [| loss |], List.toArray leaves, null, retain_graph = nested, create_graph = nested, allow_unused = true
-                )
+                try
+                    backward loss (List.toArray leaves) nested
+                with e ->
+                    raise (backwardFailed env failuresBefore readsBefore e)
             let gradAt i (leaf: torch.Tensor) =
                 let g = grads.[i]
                 if isNull (box g) || g.IsInvalid then torch.zeros_like leaf else g

@@ -17,6 +17,58 @@ type Flags =
         Ignore: bool
     }
 
+/// What one purified call records while it runs, shared by every program of the call: the
+/// version of every tensor it read (so that the call can tell whether code changed a tensor of
+/// the caller's state in place, which no flag can undo), and the failures of its code inside
+/// libtorch's backward pass (Nj.checkpoint's recomputation), which libtorch cannot carry.
+[<Sealed; AllowNullLiteral>]
+type CallLog internal (parent: CallLog) =
+    let reads = ResizeArray<struct (string * torch.Tensor * int64)>()
+    let failures: ResizeArray<exn> = if isNull parent then ResizeArray() else parent.BackwardFailures
+
+    /// Records that the call read the tensor under a key, with the tensor's version now.
+    member internal _.Read(key: string, tensor: torch.Tensor) : unit =
+        let version = Native.version tensor
+        if version >= 0L then reads.Add(struct (key, tensor, version))
+
+    /// How many reads the log holds: a mark for ChangedSinceRead.
+    member internal _.ReadCount = reads.Count
+
+    /// The keys whose tensor, as read (from the <paramref name="first"/>th read on), was changed
+    /// in place since it was read (in read order, each key once), with the tensors.
+    member internal _.ChangedSinceRead(first: int) : (string * torch.Tensor) list =
+        let seen = HashSet<string>()
+        [ for i in first .. reads.Count - 1 do
+              let struct (key, tensor, version) = reads.[i]
+              if not tensor.IsInvalid && Native.version tensor <> version && seen.Add key then yield key, tensor ]
+
+    /// True when any tensor the call read was changed in place since it was read.
+    member internal _.AnyChanged() : bool =
+        let mutable changed = false
+        let mutable i = 0
+        while not changed && i < reads.Count do
+            let struct (_, tensor, version) = reads.[i]
+            changed <- not tensor.IsInvalid && Native.version tensor <> version
+            i <- i + 1
+        changed
+
+    /// The keys of <paramref name="input"/> (the caller's state) whose tensors the call changed
+    /// in place: a tensor read under the key (the entry's own, or a view or alias of it, such as
+    /// a gradient leaf) whose version moved since the read.
+    member internal this.ChangedInputs(input: Map<string, torch.Tensor>) : string list =
+        if not (this.AnyChanged()) then []
+        else
+            this.ChangedSinceRead 0
+            |> List.filter (fun (key, tensor) ->
+                match input.TryFind key with
+                | Some original -> not original.IsInvalid && Native.sameMemory original tensor
+                | None -> false)
+            |> List.map fst
+
+    /// Exceptions raised by the call's code while libtorch ran a backward pass; the gradient
+    /// that started the pass raises them. Shared with the enclosing call's log.
+    member internal _.BackwardFailures: ResizeArray<exn> = failures
+
 /// What a program reads but never changes while one purified call runs.
 type Env =
     {
@@ -36,6 +88,8 @@ type Env =
         Disposables: ResizeArray<IDisposable>
         /// The donated state's bookkeeping when the call runs with Options.donate; null otherwise.
         Donation: Donation
+        /// What the call records about itself (reads and their versions, backward failures).
+        Log: CallLog
     }
 
 /// What a program threads from step to step: the state and the bookkeeping about it.
@@ -106,6 +160,15 @@ module internal Errors =
             sprintf
                 "Cannot write state key '%s': it holds shape %s dtype %O, the new value has shape %s dtype %O. Writes must keep shape and dtype."
                 key (Text.shape old) old.dtype (Text.shape value) value.dtype
+        )
+        :> exn
+
+    let disposed (env: Env) (key: string) : exn =
+        ObjectDisposedException(
+            "torch.Tensor",
+            sprintf
+                "State key '%s' holds a disposed tensor in %s: it was freed (Dispose, a dispose scope, a donating call that replaced it, or a purified call whose output did not carry it). Put a live tensor there, or use the state the last call returned."
+                key env.Name
         )
         :> exn
 

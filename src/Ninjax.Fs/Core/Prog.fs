@@ -49,7 +49,10 @@ module Prog =
     let getKey (key: string) (ctor: Nj<torch.Tensor> option) : Nj<torch.Tensor> =
         Nj(fun env world ->
             match world.State.Entries.TryFind key with
-            | Some value -> struct (value, { world with Read = world.Read.Add key })
+            | Some value ->
+                if value.IsInvalid then raise (Errors.disposed env key)
+                if not (isNull env.Log) then env.Log.Read(key, value)
+                struct (value, { world with Read = world.Read.Add key })
             | None ->
                 match ctor with
                 | None -> raise (Errors.missing env world key)
@@ -61,7 +64,9 @@ module Prog =
                     if not env.Flags.Create then raise (Errors.cannotCreate env key value)
                     // The constructor may itself have created the key (a nested get); keep the first.
                     match w1.State.Entries.TryFind key with
-                    | Some existing -> struct (existing, { w1 with Read = w1.Read.Add key })
+                    | Some existing ->
+                        if not (isNull env.Log) then env.Log.Read(key, existing)
+                        struct (existing, { w1 with Read = w1.Read.Add key })
                     | None ->
                         struct (value,
                                 { w1 with
@@ -94,6 +99,8 @@ module Prog =
         Nj(fun env world ->
             if isNull (box value) then
                 raise (ArgumentNullException("value", sprintf "Cannot write null to state key '%s'." key))
+            if value.IsInvalid then
+                raise (ArgumentException(sprintf "Cannot write a disposed tensor to state key '%s' in %s: it was freed (Dispose, a dispose scope, or an earlier purified call that created it). Write a live tensor." key env.Name, "value"))
             match world.State.Entries.TryFind key with
             | Some old ->
                 let world = { world with Modified = world.Modified.Add key }
@@ -179,6 +186,7 @@ module Prog =
                     match filter with
                     | Some r when not (r.IsMatch rel) -> ()
                     | _ ->
+                        if not (isNull env.Log) then env.Log.Read(k, kv.Value)
                         found <- found.Add(k, kv.Value)
                         read <- read.Add k
             struct (State found, { world with Read = read }))

@@ -247,7 +247,7 @@ module Purify =
     /// from the one after); the replaced entries of the donated state freed, unless the output,
     /// the new state or another key of the donated state still holds them; and the donated state
     /// marked. Returns the world with the state the caller gets.
-    let private finishDonation (name: string) (language: Language) (donation: Donation) (world: World) (fromOutput: ResizeArray<torch.Tensor>) (walked: HashSet<obj>) : World =
+    let private finishDonation (name: string) (language: Language) (donation: Donation) (log: CallLog) (world: World) (fromOutput: ResizeArray<torch.Tensor>) (walked: HashSet<obj>) : World =
         let donated = donation.Input
         let now = world.State.Entries
         // Only for error messages: the first key other than `except` that holds the tensor.
@@ -281,10 +281,11 @@ module Purify =
             match input.TryFind key with
             | Some old when not old.IsInvalid && not (written.Contains old.Handle) && not (fromOutput.Exists(fun t -> obj.ReferenceEquals(t, old))) && donation.Holders old = 1 -> old.Dispose()
             | _ -> ()
-        // Updates made in place leave the map as it was; the caller still gets a new State, so
-        // that the donated one can be marked.
+        // Updates made in place (by the optimizer, or by the call's own code) leave the map as it
+        // was; the caller still gets a new State, so that the donated one can be marked.
         let world =
-            if obj.ReferenceEquals(world.State, donated) && donation.OverwrittenCount > 0 then { world with State = State(now, world.State.Structure) }
+            if obj.ReferenceEquals(world.State, donated) && (donation.OverwrittenCount > 0 || log.AnyChanged()) then
+                { world with State = State(now, world.State.Structure) }
             else world
         // Nothing to hand over when the call changed nothing, when the output holds the donated
         // state itself (Prog.state before any write), or when it is empty (the shared State.empty
@@ -294,15 +295,37 @@ module Purify =
             donation.HandOn(world.State, changes)
         world
 
+    /// The error for code that changed tensors of the caller's state in place in a call that
+    /// does not own them (no donation): no flag can undo such a change.
+    let private changedInPlace (name: string) (language: Language) (keys: string list) (failure: exn) : exn =
+        let keyText = String.Join(", ", keys |> List.truncate 5 |> List.map (sprintf "'%s'"))
+        let message =
+            sprintf
+                "%s changed the tensor of state entr%s %s in place (an operation ending in _, such as mul_, add_ or copy_)%s: the caller's state holds that tensor, so the caller's state has changed too, which a purified call must never do. Compute a new tensor and put it (mul instead of mul_), or donate the state (%s) to let the call update its tensors in place."
+                name
+                (if keys.Length = 1 then "y" else "ies")
+                keyText
+                (if isNull failure then "" else sprintf ", and then failed (%s)" failure.Message)
+                (Text.code language "Options.donating" "donate: true")
+        if isNull failure then InvalidOperationException(message) :> exn else InvalidOperationException(message, failure) :> exn
+
     /// Runs a program on a state and returns the outcome. The input state is never changed,
-    /// unless the options donate it. Tensors the program creates are freed when it returns,
-    /// except those in its output and the new or changed state entries.
+    /// unless the options donate it: code that changes one of its tensors in place makes the call
+    /// fail, naming the key. Tensors the program creates are freed when it returns, except those
+    /// in its output and the new or changed state entries.
     let run (opts: Options) (program: Nj<'T>) (state: State) : Outcome<'T> =
         if isNull state then
             raise (ArgumentNullException("state", sprintf "Pass a state (%s to start from nothing)." (Text.code opts.Language "State.empty" "States.Empty")))
+        LibTorchCheck.ensure ()
         // A state donated before cannot be used again: this raises, naming the call it went to.
-        state.Entries |> ignore
-        let outer = Ambient.tryCurrent ()
+        let input = state.Entries
+        let outer =
+            match Ambient.tryCurrent () with
+            | null -> null
+            // A frame left in an async flow by a call that has returned: this call is top-level.
+            | frame when frame.Closed -> null
+            // The enclosing call, which must run on this thread.
+            | _ -> Ambient.usableFrame ()
         let name = Options.nameOf opts
         let flags = resolveFlags opts name outer
         if opts.Donate && not (isNull outer) then
@@ -311,63 +334,91 @@ module Purify =
                     sprintf "%s donates its state (%s) but runs inside %s: only a top-level call can take over its caller's state. Purify the inner function without donation." name (Text.code opts.Language "Options.donating" "donate: true") outer.Env.Name
                 )
             )
-        let donation = if opts.Donate then Donation state else null
-        let env =
-            {
-                Scope = ""
-                Flags = flags
-                Seed = opts.Seed
-                Name = name
-                Language = opts.Language
-                GradDepth = (if isNull outer then 0 else outer.Env.GradDepth)
-                Disposables = ResizeArray()
-                Donation = donation
-            }
-        let world0 = { State = state; Draws = 0L; Read = Set.empty; Modified = Set.empty; Created = Set.empty }
-        // What earlier calls handed out and the caller has dropped since: collect it if it is much.
-        let topLevel = isNull outer
-        if topLevel then NativeMemory.collectIfDue ()
-        let scope = torch.NewDisposeScope()
+        if isNull outer then
+            match state.ClaimedBy with
+            | null -> ()
+            | holder ->
+                raise (
+                    InvalidOperationException(
+                        sprintf "This state is being donated to %s, which is still running: %s cannot use it at the same time, because that call updates its tensors in place and frees the entries it replaces. Wait for that call and use the state it returns." holder name
+                    )
+                )
+        // A donating call owns the state until it returns: a second call on it fails.
+        if opts.Donate then state.Claim name
         try
+            let donation = if opts.Donate then Donation state else null
+            let log = CallLog(if isNull outer then null else outer.Env.Log)
+            let env =
+                {
+                    Scope = ""
+                    Flags = flags
+                    Seed = opts.Seed
+                    Name = name
+                    Language = opts.Language
+                    GradDepth = (if isNull outer then 0 else outer.Env.GradDepth)
+                    Disposables = ResizeArray()
+                    Donation = donation
+                    Log = log
+                }
+            let world0 = { State = state; Draws = 0L; Read = Set.empty; Modified = Set.empty; Created = Set.empty }
+            // What earlier calls handed out and the caller has dropped since: collect it if it is much.
+            let topLevel = isNull outer
+            if topLevel then NativeMemory.collectIfDue ()
+            let scope = torch.NewDisposeScope()
             try
-                let struct (output, world) = Prog.runIn env world0 program
-                let fromOutput = ResizeArray<torch.Tensor>()
-                let walked = Survivors.collect (box output) fromOutput
-                for t in fromOutput do
-                    if scope.Contains t then
-                        scope.MoveToOuter t |> ignore
-                        if topLevel then NativeMemory.handedOut t
-                // A donating call frees the entries it replaces itself; without donation they
-                // wait for the GC, which the new entries' size tells when to come.
-                let counted = topLevel && isNull donation
-                if scope.DisposablesCount > 0 then
-                    let before = state.Entries
-                    for key in Seq.append world.Created world.Modified do
-                        match world.State.Entries.TryFind key with
-                        // A tensor the key held before the call (written back, or updated in place)
-                        // was not made in it: no need to ask the scope.
-                        | Some v when (match before.TryFind key with Some old -> obj.ReferenceEquals(old, v) | None -> false) -> ()
-                        | Some v when scope.Contains v ->
-                            scope.MoveToOuter v |> ignore
-                            if counted then NativeMemory.handedOut v
-                        | _ -> ()
-                let world = if isNull donation then world else finishDonation name opts.Language donation world fromOutput walked
-                if not (isNull outer) then
-                    let w = outer.World
-                    outer.World <-
-                        { w with
-                            Read = Set.union w.Read world.Read
-                            Modified = Set.union w.Modified world.Modified
-                            Created = Set.union w.Created world.Created }
-                { State = world.State; Output = output; Read = world.Read; Modified = world.Modified; Created = world.Created }
-            with _ when not (isNull donation) && donation.OverwrittenCount > 0 ->
-                // Some of the donated tensors hold new values now: the old state is gone.
-                state.Donate(name + ", which failed after updating some of its tensors in place", opts.Language)
-                reraise ()
+                try
+                    let struct (output, world) =
+                        try
+                            Prog.runIn env world0 program
+                        with failure when isNull donation ->
+                            match log.ChangedInputs input with
+                            | [] -> reraise ()
+                            | keys -> raise (changedInPlace name opts.Language keys failure)
+                    if isNull donation then
+                        match log.ChangedInputs input with
+                        | [] -> ()
+                        | keys -> raise (changedInPlace name opts.Language keys null)
+                    let fromOutput = ResizeArray<torch.Tensor>()
+                    let walked = Survivors.collect (box output) fromOutput
+                    for t in fromOutput do
+                        if scope.Contains t then
+                            scope.MoveToOuter t |> ignore
+                            if topLevel then NativeMemory.handedOut t
+                    // A donating call frees the entries it replaces itself; without donation they
+                    // wait for the GC, which the new entries' size tells when to come.
+                    let counted = topLevel && isNull donation
+                    if scope.DisposablesCount > 0 then
+                        let before = input
+                        for key in Seq.append world.Created world.Modified do
+                            match world.State.Entries.TryFind key with
+                            // A tensor the key held before the call (written back, or updated in place)
+                            // was not made in it: no need to ask the scope.
+                            | Some v when (match before.TryFind key with Some old -> obj.ReferenceEquals(old, v) | None -> false) -> ()
+                            | Some v when scope.Contains v ->
+                                scope.MoveToOuter v |> ignore
+                                if counted then NativeMemory.handedOut v
+                            | _ -> ()
+                    let world = if isNull donation then world else finishDonation name opts.Language donation log world fromOutput walked
+                    if not (isNull outer) then
+                        let w = outer.World
+                        outer.World <-
+                            { w with
+                                Read = Set.union w.Read world.Read
+                                Modified = Set.union w.Modified world.Modified
+                                Created = Set.union w.Created world.Created }
+                    { State = world.State; Output = output; Read = world.Read; Modified = world.Modified; Created = world.Created }
+                with _ when not (isNull donation) ->
+                    // Some of the donated tensors may hold new values now (a step half done, or the
+                    // output found to hold an updated tensor): the old state is gone.
+                    if donation.OverwrittenCount > 0 || donation.GrantedCount > 0 || not (log.ChangedInputs input).IsEmpty then
+                        state.Donate(name + ", which failed after updating some of its tensors in place", opts.Language)
+                    reraise ()
+            finally
+                scope.Dispose()
+                for d in env.Disposables do
+                    d.Dispose()
         finally
-            scope.Dispose()
-            for d in env.Disposables do
-                d.Dispose()
+            if opts.Donate then state.Release()
 
     /// A function returning a program, purified: state and argument in, new state and output out.
     let fn (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State * 'B =

@@ -14,24 +14,49 @@ module internal Recompute =
         inherit torch.autograd.MultiTensorFunction<RecomputeNode>()
         override _.Name = "NinjaxCheckpoint"
         override _.forward(ctx, args) =
-            // args: the recompute closure, the precomputed output, then the differentiable inputs.
+            // args: the recompute closure, where to record failures, the precomputed output, then
+            // the differentiable inputs.
             ctx.save_data("recompute", args.[0])
-            let inputs = args |> Array.skip 2 |> Array.map (fun o -> o :?> torch.Tensor)
+            ctx.save_data("failures", args.[1])
+            let inputs = args |> Array.skip 3 |> Array.map (fun o -> o :?> torch.Tensor)
             ctx.save_for_backward(List<torch.Tensor>(inputs))
-            List<torch.Tensor>([ (args.[1] :?> torch.Tensor).detach () ])
+            ctx.save_data("shapes", inputs |> Array.map (fun t -> t.shape))
+            List<torch.Tensor>([ (args.[2] :?> torch.Tensor).detach () ])
         override _.backward(ctx, outputGrads) =
-            let recompute = ctx.get_data "recompute" :?> (torch.Tensor[] -> torch.Tensor)
-            let saved = ctx.get_saved_variables () |> Array.ofSeq
-            use _grad = torch.enable_grad true
-            let leaves = saved |> Array.map (fun t -> t.detach().requires_grad_(true))
-            let output = recompute leaves
-            let grads = torch.autograd.grad([| output |], leaves, [| outputGrads.[0] |], allow_unused = true)
-            let result = List<torch.Tensor>()
-            result.Add null // the closure
-            result.Add null // the precomputed output
-            for i in 0 .. leaves.Length - 1 do
-                result.Add(if isNull (box grads.[i]) || grads.[i].IsInvalid then torch.zeros_like leaves.[i] else grads.[i])
-            result
+            // This runs inside libtorch's backward pass, called from native code: an exception
+            // escaping it (or TorchSharp's checks of what it returns) would end the process. A
+            // failure is recorded for the gradient that started the pass, and the node returns
+            // gradients on the meta device (no data), which libtorch's own checks reject with an
+            // error, so the pass stops and the backward call raises.
+            try
+                let recompute = ctx.get_data "recompute" :?> (torch.Tensor[] -> torch.Tensor)
+                let saved = ctx.get_saved_variables () |> Array.ofSeq
+                use _grad = torch.enable_grad true
+                let leaves = saved |> Array.map (fun t -> t.detach().requires_grad_(true))
+                let output = recompute leaves
+                let grads =
+                    if output.requires_grad then
+                        torch.autograd.backward([| output |], [| outputGrads.[0] |], Nullable false, false, leaves)
+                        leaves |> Array.map (fun leaf -> leaf.grad)
+                    else Array.zeroCreate leaves.Length
+                let result = List<torch.Tensor>()
+                result.Add null // the closure
+                result.Add null // the failure list
+                result.Add null // the precomputed output
+                for i in 0 .. leaves.Length - 1 do
+                    result.Add(if isNull (box grads.[i]) || grads.[i].IsInvalid then torch.zeros_like leaves.[i] else grads.[i])
+                result
+            with e ->
+                let result = List<torch.Tensor>([ null; null; null ])
+                try
+                    match ctx.get_data "failures" with
+                    | :? ResizeArray<exn> as failures -> lock failures (fun () -> failures.Add e)
+                    | _ -> ()
+                    match ctx.get_data "shapes" with
+                    | :? (int64[][]) as shapes -> for shape in shapes do result.Add(torch.empty(shape, device = torch.META))
+                    | _ -> ()
+                with _ -> ()
+                result
 
     /// Runs a program that maps tensors to a tensor without keeping its activations for the
     /// backward pass: gradients recompute them (ninjax's checkpoint), trading compute for memory.
@@ -63,5 +88,6 @@ module internal Recompute =
                     readKeys |> Array.iteri (fun i k -> entries <- entries.Add(k, leaves.[inputs.Length + i]))
                     let struct (out, _) = Monad.runIn env { start with State = State entries } (program xs)
                     out
-                let args = Array.append [| box recompute; box output |] (differentiable |> Array.map box)
+                let failures = if isNull env.Log then ResizeArray<exn>() else env.Log.BackwardFailures
+                let args = Array.append [| box recompute; box failures; box output |] (differentiable |> Array.map box)
                 struct ((RecomputeNode.apply args).[0], merged))

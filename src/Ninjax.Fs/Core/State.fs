@@ -133,6 +133,10 @@ type State internal (entries: Map<string, torch.Tensor>, structure: Structure) =
     // state handed its count on, so that donating this state again costs no pass over it.
     let mutable holders: System.Collections.Generic.Dictionary<nativeint, int> = null
 
+    // The donating call running on this state right now, if any (see Claim).
+    [<DefaultValue>]
+    val mutable private claimedBy: string
+
     let live () =
         if not (isNull donatedTo) then
             raise (
@@ -174,6 +178,26 @@ type State internal (entries: Map<string, torch.Tensor>, structure: Structure) =
     member internal _.Donate(callName: string, language: Language) =
         donatedIn <- language
         donatedTo <- callName
+
+    /// Claims the state for a donating call that starts now: a second call on it before the
+    /// first returns (another thread, a re-entrant call) fails instead of racing its in-place
+    /// updates and frees. Release with Release.
+    member internal this.Claim(callName: string) =
+        let holder = Threading.Interlocked.CompareExchange(&this.claimedBy, callName, null)
+        if not (isNull holder) then
+            raise (
+                InvalidOperationException(
+                    sprintf
+                        "This state is being donated to %s, which is still running (on another thread, or further up this one): %s cannot use it at the same time, because the running call updates its tensors in place and frees the entries it replaces. Wait for that call and use the state it returns."
+                        holder callName
+                )
+            )
+
+    /// Ends the claim of a donating call.
+    member internal this.Release() = Threading.Volatile.Write(&this.claimedBy, null)
+
+    /// The donating call running on this state right now, or null.
+    member internal this.ClaimedBy = Threading.Volatile.Read(&this.claimedBy)
 
     /// True once the state was donated to a call (Options.donate) and may no longer be used.
     member _.IsDonated = not (isNull donatedTo)
@@ -282,6 +306,7 @@ module State =
     /// Adds or replaces one entry (no flags: this is plain data manipulation, not a module write).
     let add (key: string) (value: torch.Tensor) (state: State) : State =
         Key.validate key
+        if isNull (box value) then raise (ArgumentNullException("value", sprintf "The tensor for key '%s' is null." key))
         State(state.Entries.Add(key, value))
 
     /// Removes an entry if present.
@@ -304,7 +329,16 @@ module State =
         State(Map.fold (fun (acc: Map<_, _>) k v -> acc.Add(k, v)) left.Entries right.Entries)
 
     /// Applies a function to every tensor.
-    let map (f: string -> torch.Tensor -> torch.Tensor) (state: State) : State = State(Map.map f state.Entries)
+    let map (f: string -> torch.Tensor -> torch.Tensor) (state: State) : State =
+        State(
+            Map.map
+                (fun k t ->
+                    let mapped = f k t
+                    if isNull (box mapped) then
+                        raise (InvalidOperationException(sprintf "The mapping returned null for key '%s'; it must return a tensor for every entry." k))
+                    mapped)
+                state.Entries
+        )
 
     /// Existing keys close to a missing one, for error messages: siblings under the same parent
     /// first, then keys sharing the longest prefix.

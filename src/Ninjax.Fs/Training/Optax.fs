@@ -610,9 +610,11 @@ module Optax =
 
     /// True when the step may write a parameter's new values into its own tensors: the caller
     /// handed over the parameter and all its state tensors, which are distinct and of its dtype.
+    /// Never float16 or bfloat16: libtorch rounds some of their in-place ops (mul_ with a Scalar)
+    /// unlike the out-of-place forms, and donating must give the same bits as not donating.
     let private writableInPlace (input: FusedStepInput) (slot: Slot) : bool =
         let p = slot.Param
-        let mutable ok = slot.Grad.dtype = p.dtype && input.MayOverwrite p
+        let mutable ok = slot.Grad.dtype = p.dtype && p.dtype <> torch.float16 && p.dtype <> torch.bfloat16 && input.MayOverwrite p
         for j in 0 .. slot.Moments.Length - 1 do
             let m = slot.Moments.[j]
             ok <- ok && m.dtype = p.dtype && not (obj.ReferenceEquals(m, p)) && input.MayOverwrite m

@@ -161,7 +161,9 @@ type OptimizerBase internal (transform: GradientTransformation, name: string) as
         let mayOverwrite: torch.Tensor -> bool =
             if isNull donation || env.GradDepth > 0 || not env.Flags.Modify || env.Flags.Ignore then fun _ -> false
             else donation.MayOverwrite
-        let updated, next =
+        // Targets that changed fail before anything is written in place: the transformation runs
+        // without overwriting, to say exactly which keys differ, and its result is dropped.
+        let step (mayOverwrite: torch.Tensor -> bool) =
             try
                 match transform.Apply with
                 | Some fused -> fused { Grads = grads; OptState = state; Params = parameters; GradScale = 1.0; MayOverwrite = mayOverwrite }
@@ -172,12 +174,14 @@ type OptimizerBase internal (transform: GradientTransformation, name: string) as
             | :? ArgumentException
             | :? KeyNotFoundException as e -> raise (located this.Path e)
         if not matches then
+            step (fun _ -> false) |> ignore
             raise (
                 ArgumentException(
                     sprintf "Optimizer '%s' was initialised for other parameters than it is now given (%s): the targets changed. Keep the targets the same between calls, or start the optimizer from a fresh state." this.Path (String.Join(", ", State.keys parameters)),
                     "parameters"
                 )
             )
+        let updated, next = step mayOverwrite
         // A fused step that wrote everything in place hands back the very states it was given.
         let stateInPlace = obj.ReferenceEquals(next, state)
         if not (isNull donation) then
