@@ -99,6 +99,36 @@ public class ReliabilityTests
     }
 
     [Fact]
+    public void A_flipped_byte_in_a_checkpoint_is_caught_naming_the_file_and_the_key()
+    {
+        var folder = Directory.CreateTempSubdirectory("ninjax-cs-ckpt-");
+        try
+        {
+            var path = Path.Combine(folder.FullName, "model.safetensors");
+            var state = States.From(("model/w", arange(16).to_type(float32)), ("model/b", zeros(4)));
+            Checkpoints.Save(path, state, step: 3);
+            var bytes = File.ReadAllBytes(path);
+            // The data is at the end of the file, model/w (64 bytes) last of all: flip one of its bytes.
+            bytes[^10] ^= 0x40;
+            File.WriteAllBytes(path, bytes);
+            var error = Raises<InvalidDataException>(() => Checkpoints.Load(path));
+            Assert.Contains(path, error.Message);
+            Assert.Contains("'model/w'", error.Message);
+            Assert.Contains("checksum", error.Message);
+
+            var reserved = Raises<ArgumentException>(() =>
+                Checkpoints.Save(path, state, strings: new Dictionary<string, string> { ["ninjax.x"] = "1" }));
+            Assert.Contains("'ninjax.x'", reserved.Message);
+            var key = Raises<ArgumentException>(() => Checkpoints.Save(path, States.From(("__metadata__", ones(1)))));
+            Assert.Contains("'__metadata__'", key.Message);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public void Null_tensors_are_refused_naming_the_key()
     {
         var state = States.From(("m/w", ones(2)));

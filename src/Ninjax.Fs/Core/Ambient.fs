@@ -10,6 +10,7 @@ open System.Threading
 [<Sealed; AllowNullLiteral>]
 type Frame internal (env: Env, world: World, parent: Frame) =
     let thread = Environment.CurrentManagedThreadId
+    let mutable closed = false
     /// The environment of the call.
     member _.Env = env
     /// The world as impure code has advanced it so far.
@@ -19,7 +20,9 @@ type Frame internal (env: Env, world: World, parent: Frame) =
     /// The managed thread the frame runs on.
     member _.Thread = thread
     /// True once the stretch of impure code the frame serves has returned.
-    member val Closed = false with get, set
+    member _.Closed = closed
+    /// Marks the frame's stretch as returned.
+    member internal _.Close() = closed <- true
 
 /// The ambient context that impure code (modules calling Get and Put) runs against. It is an
 /// interpreter of Prog: every impure operation is a Prog operation run on the current frame.
@@ -59,14 +62,14 @@ module Ambient =
 
     /// Restores the frame that was current before this one.
     let pop (frame: Frame) : unit =
-        frame.Closed <- true
+        frame.Close()
         current.Value <- frame.Parent
 
     /// The frame impure code may use now: the innermost one, open and on its own thread. State
     /// written from elsewhere would be lost (a write after an await, when the call has already
     /// returned, or from a Parallel.For or Task.Run worker racing the call's own thread), so it
     /// is refused with a message naming the call.
-    let usableFrame () : Frame =
+    let internal usableFrame () : Frame =
         let frame = currentFrame ()
         if frame.Closed then
             raise (
