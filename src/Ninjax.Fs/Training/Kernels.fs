@@ -115,13 +115,16 @@ module internal Kernels =
     /// The sum of squares of a float32 tensor's elements, accumulated in float64.
     let sumOfSquares32 (g: Span<float32>) : float =
         let gv = vectors g
-        let mutable acc = Vector<float>.Zero
+        // Two accumulators, so that each addition waits for the one before it half as often.
+        let mutable low = Vector<float>.Zero
+        let mutable high = Vector<float>.Zero
         for i in 0 .. gv.Length - 1 do
             let mutable lo = Vector<float>.Zero
             let mutable hi = Vector<float>.Zero
             Vector.Widen(gv.[i], &lo, &hi)
-            acc <- acc + lo * lo + hi * hi
-        let mutable total = Vector.Sum acc
+            low <- Vector.FusedMultiplyAdd(lo, lo, low)
+            high <- Vector.FusedMultiplyAdd(hi, hi, high)
+        let mutable total = Vector.Sum(low + high)
         for i in gv.Length * Vector<float32>.Count .. g.Length - 1 do
             let x = float g.[i]
             total <- total + x * x
