@@ -34,7 +34,8 @@ type Gradient<'Aux> =
     {
         /// The value of the loss (detached unless a gradient encloses this one).
         Loss: torch.Tensor
-        /// The state entries differentiated with respect to, as they were.
+        /// The state entries differentiated with respect to, as the function left them (a write the
+        /// function made to a target is seen here).
         Params: State
         /// The gradients, keyed like Params.
         Grads: State
@@ -113,16 +114,29 @@ module internal Gradients =
                     let selected = targets |> List.collect (resolveTarget world.State) |> Set.ofList
                     let kept = paramLeaves |> List.filter (fun (k, _) -> selected.Contains k)
                     kept, List.map fst kept
-            for k in keys do
-                if not (after.Read.Contains k) then
-                    raise (
-                        InvalidOperationException(
-                            sprintf
-                                "Gradient with respect to state key '%s' was asked for, but the differentiated function never reads it. Keys it reads: %s.%s"
-                                k (if after.Read.IsEmpty then "none" else String.Join(", ", after.Read))
-                                " If it is state rather than a trainable parameter (a moving average, say), declare it a buffer in its module's constructor (DeclareBuffers) and target the module: Target.Module leaves buffers out."
+            let unread = keys |> List.filter (fun k -> not (after.Read.Contains k))
+            if not unread.IsEmpty then
+                // A key the function did not read this time may still be one it reads on another
+                // path: a branch of cond not taken (ninjax's grad counts what either branch
+                // reads). Run it once more, discarded, with every branch explored; a key it reads
+                // then gets a zero gradient, a key it never reads is an error.
+                let explored =
+                    try
+                        use _noGrad = torch.no_grad ()
+                        let explore = { inner with Flags = { Create = true; Modify = true; Ignore = true } }
+                        let struct (_, w) = Monad.runIn explore start (f inputLeaves)
+                        w.Read
+                    with _ -> Set.empty
+                for k in unread do
+                    if not (explored.Contains k) then
+                        raise (
+                            InvalidOperationException(
+                                sprintf
+                                    "Gradient with respect to state key '%s' was asked for, but the differentiated function never reads it. Keys it reads: %s.%s"
+                                    k (if after.Read.IsEmpty then "none" else String.Join(", ", after.Read))
+                                    " If it is state rather than a trainable parameter (a moving average, say), declare it a buffer in its module's constructor (DeclareBuffers) and target the module: Target.Module leaves buffers out."
+                            )
                         )
-                    )
             if isNull (box loss) then raise (InvalidOperationException "The differentiated function returned a null loss.")
             if loss.numel () <> 1L then
                 raise (
@@ -130,17 +144,22 @@ module internal Gradients =
                         sprintf "The differentiated function must return a scalar loss; it returned shape %s (%d elements)." (Text.shape loss) (loss.numel ())
                     )
                 )
-            if not loss.requires_grad then
+            if not (torch.is_floating_point loss || torch.is_complex loss) then
                 raise (
-                    InvalidOperationException(
-                        "The loss does not depend on any differentiated entry or input through operations autograd can follow (was it computed under no_grad or from detached values?)."
+                    ArgumentException(
+                        sprintf "The differentiated function must return a floating-point loss; it returned dtype %O. Convert it (loss.to_type(torch.float32)) or compute it from floating-point values." loss.dtype
                     )
                 )
             let leaves = (paramLeaves |> List.map snd) @ inputLeaves
-            let grads =
-                torch.autograd.grad(
-                    [| loss |], List.toArray leaves, null, retain_graph = nested, create_graph = nested, allow_unused = true
-                )
+            // A loss that does not depend on the targets (a constant, or computed from detached
+            // values) has zero gradients, as in JAX and ninjax.
+            let grads: torch.Tensor[] =
+                if not loss.requires_grad then Array.zeroCreate leaves.Length
+                else
+                    torch.autograd.grad(
+                        [| loss |], List.toArray leaves, null, retain_graph = nested, create_graph = nested, allow_unused = true
+                    )
+                    |> Array.ofSeq
             let gradAt i (leaf: torch.Tensor) =
                 let g = grads.[i]
                 if isNull (box g) || g.IsInvalid then torch.zeros_like leaf else g
@@ -163,7 +182,8 @@ module internal Gradients =
             let result =
                 {
                     Loss = (if nested then loss else loss.detach())
-                    Params = State(keys |> List.fold (fun (m: Map<_, _>) k -> m.Add(k, world.State.Entries.[k])) Map.empty)
+                    // As the function left them (ninjax's grad returns the targets after its writes).
+                    Params = State(keys |> List.fold (fun (m: Map<_, _>) k -> m.Add(k, final.[k])) Map.empty)
                     Grads = State(Map.ofList paramGrads)
                     InputGrads = inputGrads
                     Aux = aux

@@ -249,3 +249,87 @@ type Variable(make: Func<torch.Tensor>, [<Optional; DefaultParameterValue(null: 
     member this.Write(value: torch.Tensor) : torch.Tensor =
         this.Value("value", make) |> ignore
         this.Write("value", value)
+
+/// A module holding a structured value (ninjax's Tree): an F# record, tuple, array, list or map, a
+/// State, a C# record or tuple, nested as deep as needed, whose tensors are entries under the
+/// module's path, named by their place in the value (<c>Path/mu/0</c>, <c>Path/count</c>). Read
+/// builds the value from the state; Write stores a value of the same structure (the same
+/// containers with the same names; every tensor its entry's shape and dtype).
+[<AllowNullLiteral>]
+type Tree<'T>(make: Func<'T>, [<Optional; DefaultParameterValue(null: string)>] name: string) =
+    inherit Module(name)
+
+    do
+        if isNull make then
+            raise (ArgumentNullException("make", "A Tree needs a function that makes its initial value."))
+
+    // The structure and the entries' absolute keys, learnt from the first value made.
+    let mutable def: TreeDef = null
+    let mutable keys: string[] = null
+
+    /// The entries' values in flatten's order, created from a value made by make when missing.
+    /// make runs when the structure is not known yet or an entry is missing; when every entry
+    /// exists, what make did (randomness drawn, entries read) is discarded, so the call's outcome
+    /// does not depend on whether this module object has run before.
+    member private this.Entries() : torch.Tensor[] =
+        let path = this.Path
+        let readAll (keys: string[]) : Nj<torch.Tensor[]> =
+            Nj(fun env world ->
+                let values = Array.zeroCreate keys.Length
+                let mutable w = world
+                for i in 0 .. keys.Length - 1 do
+                    let struct (v, w1) = Monad.runIn env w (Prog.getKey keys.[i] None)
+                    values.[i] <- v
+                    w <- w1
+                struct (values, w))
+        Ambient.exec (
+            Nj(fun env world ->
+                let known = keys
+                if not (isNull known) && known |> Array.forall world.State.Entries.ContainsKey then
+                    Monad.runIn env world (readAll known)
+                else
+                    let struct (value, after) = Monad.runIn env world (Ambient.ofImpure make.Invoke)
+                    let pairs, made =
+                        try
+                            Structure.flatten (box value)
+                        with :? ArgumentException as e ->
+                            raise (ArgumentException(sprintf "The initial value of Tree '%s' cannot be stored: %s" path e.Message, "make", e))
+                    if not (isNull def) && not (made.Equals def) then
+                        raise (
+                            InvalidOperationException(
+                                sprintf "Tree '%s' was made with the structure %O before and %O now (%s): make must return the same structure every time." path def made (Structure.difference def made)
+                            )
+                        )
+                    let absolute = pairs |> Array.map (fun (k, _) -> path + "/" + k)
+                    def <- made
+                    keys <- absolute
+                    if absolute |> Array.forall world.State.Entries.ContainsKey then Monad.runIn env world (readAll absolute)
+                    else Monad.runIn env after (Prog.getMany absolute (fun i -> snd pairs.[i])))
+        )
+
+    /// The structure of the value, once the module has read or written it; null before.
+    member _.Structure: TreeDef = def
+
+    /// Reads the value, creating its entries from make on first use.
+    member this.Read() : 'T =
+        let values = this.Entries()
+        Structure.unflattenInOrder def values :?> 'T
+
+    /// Writes a value of the same structure; returns it. ArgumentException naming where the
+    /// structure differs, or the key whose shape or dtype differs.
+    member this.Write(value: 'T) : 'T =
+        let pairs, written =
+            try
+                Structure.flatten (box value)
+            with :? ArgumentException as e ->
+                raise (ArgumentException(sprintf "Cannot write Tree '%s': %s" this.Path e.Message, "value", e))
+        this.Entries() |> ignore
+        if not (written.Equals def) then
+            raise (
+                ArgumentException(
+                    sprintf "Cannot write Tree '%s': it holds %O, the value has the structure %O (%s). A write must keep the structure." this.Path def written (Structure.difference def written),
+                    "value"
+                )
+            )
+        Ambient.exec (Prog.putMany (Array.map2 (fun k (_, t) -> k, t) keys pairs))
+        value

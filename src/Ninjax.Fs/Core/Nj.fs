@@ -66,6 +66,12 @@ module Nj =
     let gradFull (f: torch.Tensor list -> torch.Tensor * 'Aux) (targets: Target list) (inputs: torch.Tensor list) : Gradient<'Aux> =
         Ambient.exec (Prog.gradFull (lift f) targets inputs)
 
+    /// Gradient with respect to arguments by position (ninjax's <c>grad(f, [0, 2])</c>): the
+    /// elements of a tuple argument are numbered from 0, a single tensor is position 0. Returns
+    /// the loss, the tensors at those positions and their gradients.
+    let gradArgs (argnums: int list) (f: 'A -> torch.Tensor) : 'A -> torch.Tensor * torch.Tensor list * torch.Tensor list =
+        fun arg -> Ambient.exec (Prog.gradArgs argnums (lift f) arg)
+
     /// Calls one of two functions on <paramref name="arg"/>; while creating, both run first so
     /// the state holds both branches' entries (ninjax's cond).
     let cond (pred: bool) (onTrue: 'A -> 'T) (onFalse: 'A -> 'T) (arg: 'A) : 'T =
