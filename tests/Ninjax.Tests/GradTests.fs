@@ -266,13 +266,13 @@ let tests =
             let x = vec [ 1f ]
             let call (f: unit -> 'T) = Nj.purify f State.empty () |> ignore
             let msg = throwsWith<ArgumentOutOfRangeException> (fun () -> call (fun () -> Nj.gradArgs [ 2 ] (fun (a: torch.Tensor, b: torch.Tensor) -> (a * b).sum()) (x, x)))
-            mentions msg [ "position 2"; "2 elements" ]
+            mentions msg [ "position 2"; "2 arguments" ]
             let msg = throwsWith<ArgumentException> (fun () -> call (fun () -> Nj.gradArgs [ 1 ] (fun (a: torch.Tensor, k: int) -> a.sum() * float32 k) (x, 3)))
             mentions msg [ "Argument 1"; "Int32"; "not a tensor" ]
             let msg = throwsWith<ArgumentException> (fun () -> call (fun () -> Nj.gradArgs [ 0; 0 ] (fun (a: torch.Tensor) -> a.sum()) x))
             mentions msg [ "repeat" ]
             let msg = throwsWith<ArgumentException> (fun () -> call (fun () -> Nj.gradArgs [ 0 ] (fun (a: torch.Tensor list) -> a.Head.sum()) [ x ]))
-            mentions msg [ "tuple"; "FSharpList" ]
+            mentions msg [ "Nj.gradArgs"; "FSharpList"; "Nj.gradFull" ]
 
         testCase "the monadic gradArgs agrees with the impure one" <| fun () ->
             let x, y = vec [ 1f; 2f ], vec [ 3f; 5f ]

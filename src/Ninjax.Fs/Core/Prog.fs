@@ -205,43 +205,45 @@ module Prog =
     /// loss, the tensors at those positions and their gradients, both in the order of
     /// <paramref name="argnums"/>. Writes the loss makes are kept, as in grad.
     let gradArgs (argnums: int list) (f: 'A -> Nj<torch.Tensor>) (arg: 'A) : Nj<torch.Tensor * torch.Tensor list * torch.Tensor list> =
-        let o = box arg
-        let parts, rebuild =
-            match o with
-            | null -> raise (ArgumentNullException("arg", "gradArgs needs an argument holding the tensors to differentiate."))
-            | :? torch.Tensor as t -> [| box t |], (fun (ps: obj[]) -> unbox<'A> ps.[0])
-            | _ when Microsoft.FSharp.Reflection.FSharpType.IsTuple(o.GetType()) ->
-                let codec = (Structure.codecOf (o.GetType())).Value
-                let names = codec.Names o
-                codec.Parts o, (fun ps -> codec.Build names ps :?> 'A)
-            | _ ->
-                raise (
-                    ArgumentException(
-                        sprintf "gradArgs numbers the elements of a tuple argument or takes a single tensor; it got a %s. Pass the arguments as a tuple, or use gradFull with explicit inputs." (o.GetType().Name),
-                        "arg"
+        Nj(fun env world ->
+            let o = box arg
+            let parts, rebuild =
+                match o with
+                | null -> raise (ArgumentNullException("arg", "gradArgs needs an argument holding the tensors to differentiate."))
+                | :? torch.Tensor as t -> [| box t |], (fun (ps: obj[]) -> unbox<'A> ps.[0])
+                | _ when Microsoft.FSharp.Reflection.FSharpType.IsTuple(o.GetType()) ->
+                    let codec = (Structure.codecOf (o.GetType())).Value
+                    let names = codec.Names o
+                    codec.Parts o, (fun ps -> codec.Build names ps :?> 'A)
+                | _ ->
+                    raise (
+                        ArgumentException(
+                            sprintf "%s numbers the arguments of a function of several arguments, or takes a single tensor; it got a %s. Differentiate with respect to tensors of other shapes with %s."
+                                (Text.code env.Language "Nj.gradArgs" "Nj.GradArgs") (o.GetType().Name) (Text.code env.Language "Nj.gradFull" "Nj.GradInputs"),
+                            "arg"
+                        )
                     )
-                )
-        if argnums.IsEmpty then raise (ArgumentException("Give at least one argument position to differentiate with respect to.", "argnums"))
-        if List.distinct argnums <> argnums then
-            raise (ArgumentException(sprintf "Argument positions %A repeat a position." argnums, "argnums"))
-        for i in argnums do
-            if i < 0 || i >= parts.Length then
-                raise (ArgumentOutOfRangeException("argnums", i, sprintf "Argument position %d is out of range: the argument has %d element%s (positions 0 to %d)." i parts.Length (if parts.Length = 1 then "" else "s") (parts.Length - 1)))
-            match parts.[i] with
-            | :? torch.Tensor -> ()
-            | p ->
-                raise (
-                    ArgumentException(
-                        sprintf "Argument %d is a %s, not a tensor: only tensors can be differentiated." i (if isNull p then "null" else p.GetType().Name),
-                        "argnums"
+            if argnums.IsEmpty then raise (ArgumentException("Give at least one argument position to differentiate with respect to.", "argnums"))
+            if List.distinct argnums <> argnums then
+                raise (ArgumentException(sprintf "Argument positions [%s] repeat a position." (String.Join(", ", argnums)), "argnums"))
+            for i in argnums do
+                if i < 0 || i >= parts.Length then
+                    raise (ArgumentOutOfRangeException("argnums", i, sprintf "Argument position %d is out of range: the function has %d argument%s (positions 0 to %d)." i parts.Length (if parts.Length = 1 then "" else "s") (parts.Length - 1)))
+                match parts.[i] with
+                | :? torch.Tensor -> ()
+                | p ->
+                    raise (
+                        ArgumentException(
+                            sprintf "Argument %d is a %s, not a tensor: only tensors can be differentiated." i (if isNull p then "null" else p.GetType().Name),
+                            "argnums"
+                        )
                     )
-                )
-        let inputs = argnums |> List.map (fun i -> parts.[i] :?> torch.Tensor)
-        let withLeaves (leaves: torch.Tensor list) : Nj<torch.Tensor * unit> =
-            let ps = Array.copy parts
-            List.iter2 (fun i (leaf: torch.Tensor) -> ps.[i] <- box leaf) argnums leaves
-            f (rebuild ps) |> Monad.map (fun loss -> loss, ())
-        Gradients.gradFull withLeaves [] inputs |> Monad.map (fun g -> g.Loss, inputs, g.InputGrads)
+            let inputs = argnums |> List.map (fun i -> parts.[i] :?> torch.Tensor)
+            let withLeaves (leaves: torch.Tensor list) : Nj<torch.Tensor * unit> =
+                let ps = Array.copy parts
+                List.iter2 (fun i (leaf: torch.Tensor) -> ps.[i] <- box leaf) argnums leaves
+                f (rebuild ps) |> Monad.map (fun loss -> loss, ())
+            Monad.runIn env world (Gradients.gradFull withLeaves [] inputs |> Monad.map (fun g -> g.Loss, inputs, g.InputGrads)))
 
     // ---------------------------------------------------------------------------------------
     // Control flow (ControlFlow.fs)
