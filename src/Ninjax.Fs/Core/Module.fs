@@ -45,13 +45,14 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
             let slot = stack.Peek()
             slot.Taken <- true
             slot.Path
-        elif stack.Count > 0 then
+        elif isNull name && stack.Count > 0 then
             raise (
                 InvalidOperationException(
                     sprintf
-                        "A %s named '%s' was constructed while '%s' was being built, without going through Sub. Create submodules with %s so they are scoped under their parent."
-                        (this.GetType().Name) name (stack.Peek().Path)
+                        "A %s without a name was constructed while '%s' was being built. Create submodules with %s, or give it a name to place it under '%s'."
+                        (this.GetType().Name) (stack.Peek().Path)
                         (Text.code (Ambient.language ()) "this.Sub(\"name\", fun () -> ...)" "Sub(\"name\", () => new ...)")
+                        (Ambient.currentScope ())
                 )
             )
         elif isNull name then
@@ -66,8 +67,10 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
                 )
             )
         else
+            // Constructed by name: under the current name scope, as in ninjax (the root, a scope
+            // entered with Nj.scope or Scoped, or the module Sub is building).
             Key.validateName name
-            name
+            Key.join (Ambient.currentScope ()) name
 
     let children = Dictionary<string, Module>()
 
@@ -196,11 +199,20 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
         Dictionary<string, EntryKind>(kinds |> Seq.map (fun (k, v) -> KeyValuePair(k, v)), StringComparer.Ordinal)
 
     /// The submodule <paramref name="name"/>, constructed by <paramref name="make"/> on first use
-    /// with the path <c>Path/name</c>. Works in the constructor and inline in methods.
+    /// with the path <c>Path/name</c>, or <c>Path/scope/name</c> inside a scope of this module
+    /// (<see cref="Scoped"/>). Works in the constructor and inline in methods; the child's
+    /// constructor runs in the child's scope.
     member _.Sub<'M when 'M :> Module>(name: string, make: Func<'M>) : 'M =
         Key.validateName name
+        // Inside one of this module's scopes (ninjax's method scopes) the child goes under it and
+        // is remembered by its path relative to this module.
+        let scope = Ambient.currentScope ()
+        let handle, childPath =
+            if scope = path then name, path + "/" + name
+            elif Key.isUnder path scope then scope.Substring(path.Length + 1) + "/" + name, scope + "/" + name
+            else name, path + "/" + name
         lock children (fun () ->
-            match children.TryGetValue name with
+            match children.TryGetValue handle with
             | true, existing ->
                 match existing with
                 | :? 'M as m -> m
@@ -211,13 +223,15 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
                         )
                     )
             | _ ->
-                if isNull make then raise (ArgumentNullException("make", sprintf "Submodule '%s/%s' does not exist yet; give a constructor." path name))
-                let slot = PendingSub(path + "/" + name)
+                if isNull make then raise (ArgumentNullException("make", sprintf "Submodule '%s' does not exist yet; give a constructor." childPath))
+                let slot = PendingSub(childPath)
                 let stack = Construction.Stack
                 stack.Push slot
                 let made =
                     try
-                        make.Invoke()
+                        // ninjax builds a module in its own scope: what its constructor makes by
+                        // name goes under it.
+                        Ambient.inScope childPath make.Invoke
                     finally
                         stack.Pop() |> ignore
                 if isNull (box made) then raise (InvalidOperationException(sprintf "The constructor of submodule '%s' returned null." slot.Path))
@@ -227,9 +241,39 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
                             sprintf "The constructor given to Sub for '%s' must construct the module itself; it returned '%s'." slot.Path made.Path
                         )
                     )
-                children.[name] <- made
-                declarations.AddChild(name, Declarations.Of made)
+                children.[handle] <- made
+                // A child made inside a scope of this module (handle scope/name) is declared under
+                // that scope, so its declarations are found by its path.
+                let segments = handle.Split '/'
+                let parent = segments |> Array.take (segments.Length - 1) |> Array.fold (fun (d: Declarations) seg -> d.Scope seg) declarations
+                parent.AddChild(name, Declarations.Of made)
                 made)
+
+    /// Runs <paramref name="f"/> in this module's name scope, as ninjax runs every method of a
+    /// module: modules it constructs by name, and entries it reads and writes by relative name
+    /// (Nj.get, Nj.scope), go under <c>Path</c>. Inside purified calls and in constructors.
+    member _.Scoped(f: Func<'T>) : 'T =
+        if isNull f then raise (ArgumentNullException("f"))
+        Ambient.inScope path f.Invoke
+
+    /// Runs <paramref name="f"/> in the scope <c>Path/name</c> (ninjax's method scope,
+    /// <c>@nj.scope('name')</c> on a method): submodules made there with Sub, modules constructed
+    /// by name and entries read by relative name go under it (<c>foo/method2/sub2/...</c>).
+    member _.Scoped(name: string, f: Func<'T>) : 'T =
+        if isNull f then raise (ArgumentNullException("f"))
+        Key.validate name
+        Ambient.inScope (path + "/" + name) f.Invoke
+
+    /// Runs <paramref name="f"/> in this module's name scope (see the overload returning a value).
+    member _.Scoped(f: Action) : unit =
+        if isNull f then raise (ArgumentNullException("f"))
+        Ambient.inScope path f.Invoke
+
+    /// Runs <paramref name="f"/> in the scope <c>Path/name</c> (see the overload returning a value).
+    member _.Scoped(name: string, f: Action) : unit =
+        if isNull f then raise (ArgumentNullException("f"))
+        Key.validate name
+        Ambient.inScope (path + "/" + name) f.Invoke
 
     /// Shows the type and path.
     override _.ToString() = sprintf "%s(%s)" (this.GetType().Name) path

@@ -51,8 +51,15 @@ module Nj =
     /// Writes an entry relative to the current scope.
     let put (name: string) (value: torch.Tensor) : torch.Tensor = Ambient.exec (Prog.put name value)
 
-    /// Runs impure code one scope deeper.
-    let scope (name: string) (f: unit -> 'T) : 'T = Ambient.exec (Prog.scope name (Ambient.ofImpure f))
+    /// Runs impure code one name scope deeper (ninjax's scope): entries it reads and writes by
+    /// relative name, and modules it constructs by name, go under <paramref name="name"/>. Works
+    /// inside purified calls and outside them, while building modules.
+    let scope (name: string) (f: unit -> 'T) : 'T =
+        Key.validate name
+        Ambient.inScope (Key.join (Ambient.currentScope ()) name) f
+
+    /// The current name scope ("" at the root).
+    let currentScope () : string = Ambient.currentScope ()
 
     /// Gradient of an impure scalar loss with respect to targets: <c>loss, params, grads</c>.
     let grad (f: 'A -> torch.Tensor) (targets: Target list) : 'A -> torch.Tensor * State * State =

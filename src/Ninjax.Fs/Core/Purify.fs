@@ -311,7 +311,8 @@ module Purify =
         let donation = if opts.Donate then Donation state else null
         let env =
             {
-                Scope = ""
+                // Purification does not change the name scope (ninjax's scope is global).
+                Scope = Ambient.currentScope ()
                 Flags = flags
                 Seed = opts.Seed
                 Name = name
