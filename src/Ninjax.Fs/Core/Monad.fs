@@ -159,6 +159,10 @@ module internal Monad =
     let private mix (seed: int64) (draw: int64) : uint64 =
         finalize (finalize (uint64 seed) + uint64 (draw + 1L) * 0x9E3779B97F4A7C15UL)
 
+    /// A seed derived from another and an index (JAX's fold_in): a stream of its own for each
+    /// index, such as a loop's iterations.
+    let derive (seed: uint64) (index: int64) : uint64 = mix (int64 seed) index
+
     /// The seed of the next random generator, derived from the call's seed and a counter.
     let rngSeed: Nj<uint64> =
         Nj(fun env world ->

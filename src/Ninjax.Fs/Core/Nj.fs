@@ -93,7 +93,20 @@ module Nj =
     let scan (step: 'C -> torch.Tensor -> 'C * torch.Tensor) (carry: 'C) (xs: torch.Tensor) : 'C * torch.Tensor =
         scanAxis 0 step carry xs
 
-    /// Repeats a body while a condition holds, threading a carry and the state.
+    /// scan with options (ninjax's scan(..., reverse=True, axis=...)): <c>Nj.scanWith
+    /// (ScanOptions.defaults |> ScanOptions.reversed) step carry xs</c> loops from the last slice
+    /// to the first; the outputs keep the order of xs.
+    let scanWith (options: ScanOptions) (step: 'C -> torch.Tensor -> 'C * torch.Tensor) (carry: 'C) (xs: torch.Tensor) : 'C * torch.Tensor =
+        Ambient.exec (Prog.scanWith options (fun c x -> Ambient.ofImpure (fun () -> step c x)) carry xs)
+
+    /// Loops a step <paramref name="length"/> times without xs (ninjax's scan with a length and
+    /// no xs): the step gets the carry and its index (0 to length - 1), and its outputs are stacked
+    /// in index order, whichever direction the options give.
+    let scanLength (options: ScanOptions) (length: int64) (step: 'C -> int64 -> 'C * torch.Tensor) (carry: 'C) : 'C * torch.Tensor =
+        Ambient.exec (Prog.scanLength options length (fun c i -> Ambient.ofImpure (fun () -> step c i)) carry)
+
+    /// Repeats a body while a condition holds, threading a carry and the state, with fresh
+    /// randomness per iteration.
     let whileLoop (condition: 'C -> bool) (body: 'C -> 'C) (carry: 'C) : 'C =
         Ambient.exec (Prog.whileLoop (lift condition) (lift body) carry)
 

@@ -263,9 +263,20 @@ module Prog =
     let scan (step: 'C -> torch.Tensor -> Nj<'C * torch.Tensor>) (carry: 'C) (xs: torch.Tensor) (axis: int) : Nj<'C * torch.Tensor> =
         ControlFlow.scan step carry xs axis
 
+    /// scan with options: the axis, and Reverse to loop from the last step to the first (the
+    /// outputs keep the order of xs; step i has the same randomness in either direction).
+    let scanWith (options: ScanOptions) (step: 'C -> torch.Tensor -> Nj<'C * torch.Tensor>) (carry: 'C) (xs: torch.Tensor) : Nj<'C * torch.Tensor> =
+        ControlFlow.scanWith options step carry xs
+
+    /// Loops a step a number of times without xs (ninjax's scan with a length): the step gets
+    /// the carry and its index; the outputs are stacked along the options' axis in index order.
+    let scanLength (options: ScanOptions) (length: int64) (step: 'C -> int64 -> Nj<'C * torch.Tensor>) (carry: 'C) : Nj<'C * torch.Tensor> =
+        ControlFlow.scanLength options length step carry
+
     /// Repeats a body while a condition holds, threading a carry and the state (JAX's
-    /// while_loop). While creating, the body first runs once with ignore on, so its entries
-    /// exist even if the condition is false from the start.
+    /// while_loop), with fresh randomness per iteration (from one seed for the loop and the
+    /// iteration's index). While creating, the body first runs once with ignore on, so its
+    /// entries exist even if the condition is false from the start.
     let whileLoop (condition: 'C -> Nj<bool>) (body: 'C -> Nj<'C>) (carry: 'C) : Nj<'C> = ControlFlow.whileLoop condition body carry
 
     // ---------------------------------------------------------------------------------------
