@@ -181,6 +181,57 @@ module Prog =
     /// the purified call returns.
     let rng: Nj<torch.Generator> = Monad.rng
 
+    /// Runs a program with its randomness drawn from a stream kept in the state (as Flax NNX keeps
+    /// its RNG count as state): the entries <c>key/seed</c> and <c>key/count</c> (int64 scalars).
+    /// The program's generators derive from the seed and the count, and the count goes up by one
+    /// when the program ends (when the call may modify: not under init or modify=false), so calls
+    /// in a loop that passes each state to the next draw fresh randomness, and the same state
+    /// always gives the same draws. When the entries are missing and the call may create, they
+    /// are created from the call's seed (required then) with count 0; once the stream exists, it
+    /// alone decides the randomness (a seed given to the call is not used).
+    let withRngStream (key: string) (Nj m: Nj<'T>) : Nj<'T> =
+        Key.validate key
+        let seedKey, countKey = key + "/seed", key + "/count"
+        Nj(fun env world ->
+            let start =
+                Nj(fun env w ->
+                    match env.Seed with
+                    | Some s -> struct (torch.tensor s, w)
+                    | None ->
+                        raise (
+                            InvalidOperationException(
+                                sprintf
+                                    "%s starts a random stream at state key '%s' but has no seed to start it from: pass a seed to the call that creates it (%s)."
+                                    env.Name key (Text.code env.Language "Nj.init 0L f, or Options.seeded 0L" "seed: 0")
+                            )
+                        ))
+            if not env.Flags.Create && not (world.State.Entries.ContainsKey seedKey && world.State.Entries.ContainsKey countKey) then
+                raise (
+                    Collections.Generic.KeyNotFoundException(
+                        sprintf
+                            "%s draws from the random stream '%s', but the state has no '%s' and '%s' and the call may not create them (%s). Create the stream with %s."
+                            env.Name key seedKey countKey (Errors.flagText env.Language env.Flags)
+                            (Text.code env.Language "Nj.initWith (Options.seeded 0L |> Options.withRngStream \"rng\") f" "Nj.Init(f, rngStream: \"rng\")(state, seed: 0)")
+                    )
+                )
+            let struct (seed, w1) = runIn env world (getKey seedKey (Some start))
+            let struct (count, w2) = runIn env w1 (getKey countKey (Some(Nj(fun _ w -> struct (torch.tensor 0L, w)))))
+            for k, t in [ seedKey, seed; countKey, count ] do
+                if t.dtype <> torch.int64 || t.numel () <> 1L then
+                    raise (
+                        InvalidOperationException(
+                            sprintf "The random stream entry '%s' holds shape %s dtype %O; a stream keeps an int64 scalar there. Was the key used for something else?" k (Text.shape t) t.dtype
+                        )
+                    )
+            let c = count.ToInt64()
+            let inner = { env with Seed = Some(int64 (Monad.derive (uint64 (seed.ToInt64())) c)) }
+            let struct (value, w3) = m inner { w2 with Draws = 0L }
+            let w3 = { w3 with Draws = w2.Draws }
+            if env.Flags.Modify && not env.Flags.Ignore then
+                let struct (_, w4) = runIn env w3 (putKey countKey (torch.tensor (c + 1L, device = count.device)))
+                struct (value, w4)
+            else struct (value, w3))
+
     // ---------------------------------------------------------------------------------------
     // Gradients (Gradients.fs)
 

@@ -34,6 +34,9 @@ type Options =
         /// The language of the code that purifies, so that error messages show the API in the form
         /// it writes (the C# facade sets CSharp).
         Language: Language
+        /// The state key of a random stream to draw randomness from (Options.withRngStream), or
+        /// None to derive it from Seed alone.
+        RngStream: string option
     }
 
 /// Building options.
@@ -42,7 +45,7 @@ module Options =
 
     /// No seed, default flags, not nested.
     let defaults =
-        { Seed = None; Create = None; Modify = None; Ignore = None; Nested = false; Donate = false; Name = null; Language = Language.FSharp }
+        { Seed = None; Create = None; Modify = None; Ignore = None; Nested = false; Donate = false; Name = null; Language = Language.FSharp; RngStream = None }
 
     /// Default options with a seed.
     let seeded (seed: int64) = { defaults with Seed = Some seed }
@@ -69,6 +72,14 @@ module Options =
 
     /// Names the function for error messages.
     let named (name: string) (o: Options) = { o with Name = name }
+
+    /// Draws the call's randomness from a stream kept in the state under <paramref name="key"/>
+    /// (<c>key/seed</c>, <c>key/count</c>; see Prog.withRngStream): each call that may modify
+    /// advances it, so a training loop gets fresh randomness every step while every call stays a
+    /// function of its state. The call that creates the stream (Nj.init) starts it from its seed.
+    let withRngStream (key: string) (o: Options) =
+        Key.validate key
+        { o with RngStream = Some key }
 
     /// Sets the language error messages use to show the API (the C# facade sets CSharp).
     let withLanguage (language: Language) (o: Options) = { o with Language = language }
@@ -328,6 +339,7 @@ module Purify =
         let scope = torch.NewDisposeScope()
         try
             try
+                let program = match opts.RngStream with Some key -> Prog.withRngStream key program | None -> program
                 let struct (output, world) = Prog.runIn env world0 program
                 let fromOutput = ResizeArray<torch.Tensor>()
                 let walked = Survivors.collect (box output) fromOutput
