@@ -335,13 +335,13 @@ type Tree<'T>(make: Func<'T>, [<Optional; DefaultParameterValue(null: string)>] 
                     let struct (value, after) = Monad.runIn env world (Ambient.ofImpure make.Invoke)
                     let pairs, made =
                         try
-                            Structure.flatten (box value)
+                            Containers.flatten (box value)
                         with :? ArgumentException as e ->
                             raise (ArgumentException(sprintf "The initial value of Tree '%s' cannot be stored: %s" path e.Message, "make", e))
                     if not (isNull def) && not (made.Equals def) then
                         raise (
                             InvalidOperationException(
-                                sprintf "Tree '%s' was made with the structure %O before and %O now (%s): make must return the same structure every time." path def made (Structure.difference def made)
+                                sprintf "Tree '%s' was made with the structure %O before and %O now (%s): make must return the same structure every time." path def made (Containers.difference def made)
                             )
                         )
                     let absolute = pairs |> Array.map (fun (k, _) -> path + "/" + k)
@@ -357,21 +357,21 @@ type Tree<'T>(make: Func<'T>, [<Optional; DefaultParameterValue(null: string)>] 
     /// Reads the value, creating its entries from make on first use.
     member this.Read() : 'T =
         let values = this.Entries()
-        Structure.unflattenInOrder def values :?> 'T
+        Containers.unflattenInOrder def values :?> 'T
 
     /// Writes a value of the same structure; returns it. ArgumentException naming where the
     /// structure differs, or the key whose shape or dtype differs.
     member this.Write(value: 'T) : 'T =
         let pairs, written =
             try
-                Structure.flatten (box value)
+                Containers.flatten (box value)
             with :? ArgumentException as e ->
                 raise (ArgumentException(sprintf "Cannot write Tree '%s': %s" this.Path e.Message, "value", e))
         this.Entries() |> ignore
         if not (written.Equals def) then
             raise (
                 ArgumentException(
-                    sprintf "Cannot write Tree '%s': it holds %O, the value has the structure %O (%s). A write must keep the structure." this.Path def written (Structure.difference def written),
+                    sprintf "Cannot write Tree '%s': it holds %O, the value has the structure %O (%s). A write must keep the structure." this.Path def written (Containers.difference def written),
                     "value"
                 )
             )

@@ -263,7 +263,7 @@ module Prog =
                 | null -> raise (ArgumentNullException("arg", "gradArgs needs an argument holding the tensors to differentiate."))
                 | :? torch.Tensor as t -> [| box t |], (fun (ps: obj[]) -> unbox<'A> ps.[0])
                 | _ when Microsoft.FSharp.Reflection.FSharpType.IsTuple(o.GetType()) ->
-                    let codec = (Structure.codecOf (o.GetType())).Value
+                    let codec = (Containers.codecOf (o.GetType())).Value
                     let names = codec.Names o
                     codec.Parts o, (fun ps -> codec.Build names ps :?> 'A)
                 | _ ->

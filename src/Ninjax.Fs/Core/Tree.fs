@@ -80,7 +80,7 @@ type TreeDef internal (node: Node, keys: string[]) =
 /// into named tensors and building them again: ninjax's flatten and unflatten, which Tree stores in
 /// the state. The parts of a record or C# record are named by its fields, of a tuple, array or
 /// list by their positions (0, 1, ...), of a dictionary or state by its keys.
-module internal Structure =
+module internal Containers =
 
     let private codecs = ConcurrentDictionary<Type, Codec option>()
 
@@ -236,7 +236,7 @@ module internal Structure =
         elif FSharpType.IsUnion(t, true) then None
         else objectCodec t
 
-    /// How values of a type are taken apart, or None when they are not containers Structure knows.
+    /// How values of a type are taken apart, or None when they are not containers Containers knows.
     let codecOf (t: Type) : Codec option = codecs.GetOrAdd(t, Func<Type, Codec option>(makeCodec))
 
     let private supported =
@@ -244,7 +244,7 @@ module internal Structure =
 
     /// Takes a value apart into its tensors (with their keys, relative to the value) and its
     /// structure. ArgumentException naming the path of a part that is neither a tensor nor a
-    /// container Structure knows, of a null part, and of a name that cannot be a key segment.
+    /// container Containers knows, of a null part, and of a name that cannot be a key segment.
     let flatten (value: obj) : (string * torch.Tensor)[] * TreeDef =
         let acc = ResizeArray<string * torch.Tensor>()
         let where (path: string) = if path = "" then "the value" else sprintf "'%s'" path
@@ -343,7 +343,7 @@ module Tree =
     /// structure. ArgumentException naming the part that is neither a tensor nor a known
     /// container, or whose name cannot be a key segment.
     let flatten (value: 'T) : State * TreeDef =
-        let pairs, def = Structure.flatten (box value)
+        let pairs, def = Containers.flatten (box value)
         State.ofValidPairs pairs, def
 
     /// Builds a value of a structure from tensors keyed as flatten keys them. ArgumentException
@@ -365,7 +365,7 @@ module Tree =
                     "entries"
                 )
             )
-        Structure.unflatten def (fun k ->
+        Containers.unflatten def (fun k ->
             match entries.[k] with
             | null -> raise (ArgumentException(sprintf "The entry '%s' is null." k, "entries"))
             | t -> t)
