@@ -54,6 +54,12 @@ internal sealed class Purified<TArgs, TResult>
         return FSharpFunc<State, TArgs>.InvokeFast(NjModule.initWith(o, function), state, args);
     }
 
+    public State InitShapes(State state, TArgs args, long? seed)
+    {
+        var o = seed is { } s ? OptionsModule.withSeed(s, options) : options;
+        return FSharpFunc<State, TArgs>.InvokeFast(NjModule.initShapesWith(o, function), state, args);
+    }
+
     /// <summary>An F# set of keys as a read-only set in the same (ordinal) order.</summary>
     private static IReadOnlySet<string> KeySet(IEnumerable<string> keys) => ImmutableSortedSet.CreateRange(StringComparer.Ordinal, keys);
 }

@@ -71,6 +71,24 @@ module internal Gradients =
             )
         keys
 
+    /// gradFull in an abstract init (Nj.initShapes): the program runs once, without a graph, to
+    /// create its entries, and zeros of the targets' shapes stand in for the gradients.
+    let private shapesOnly (f: torch.Tensor list -> Nj<torch.Tensor * 'Aux>) (targets: Target list) (inputs: torch.Tensor list) (env: Env) (world: World) : struct (Gradient<'Aux> * World) =
+        use _noGrad = torch.no_grad ()
+        let struct ((loss, aux), after) = Monad.runIn { env with GradDepth = env.GradDepth + 1 } world (f inputs)
+        if isNull (box loss) then raise (InvalidOperationException "The differentiated function returned a null loss.")
+        let keys = targets |> List.collect (resolveTarget after.State) |> List.distinct
+        let entries = after.State.Entries
+        let result =
+            {
+                Loss = loss
+                Params = State.ofValidPairs (keys |> List.map (fun k -> k, entries.[k]))
+                Grads = State.ofValidPairs (keys |> List.map (fun k -> k, torch.zeros_like entries.[k]))
+                InputGrads = inputs |> List.map torch.zeros_like
+                Aux = aux
+            }
+        struct (result, after)
+
     /// Differentiates a program's scalar loss with respect to state entries and explicit tensor
     /// inputs. When the program may create entries, it first runs once with ignore on so that
     /// entries it creates exist (ninjax's prerun). Writes the program makes are kept (a counter
@@ -80,6 +98,7 @@ module internal Gradients =
         Nj(fun env world ->
             if targets.IsEmpty && inputs.IsEmpty then
                 raise (ArgumentException("Nothing to differentiate: give at least one target or input.", "targets"))
+            if env.ShapesOnly then shapesOnly f targets inputs env world else
             use _grad = torch.enable_grad true
             let nested = env.GradDepth > 0
             let world =

@@ -36,6 +36,9 @@ type Env =
         Disposables: ResizeArray<IDisposable>
         /// The donated state's bookkeeping when the call runs with Options.donate; null otherwise.
         Donation: Donation
+        /// True in an abstract init (Nj.initShapes): the call runs only to learn which entries it
+        /// creates, so gradients are not computed (zeros of the targets' shapes stand in).
+        ShapesOnly: bool
     }
 
 /// What a program threads from step to step: the state and the bookkeeping about it.

@@ -33,6 +33,15 @@ module Nj =
     /// initWith with a seed, the common case: <c>Nj.init 0L model.Train State.empty (x, y)</c>.
     let init (seed: int64) (f: 'A -> 'B) : State -> 'A -> State = initWith (Options.seeded seed) f
 
+    /// The shapes and dtypes init would create, without the training step (JAX's eval_shape): a
+    /// State of meta-device tensors, which hold no memory, for Checkpoint.loadInto or a summary.
+    /// The function runs once as in init but without gradients; tensor arguments on the meta
+    /// device stand for inputs of their shape (<c>torch.empty([| 1L; 64L |], device = torch.META)</c>).
+    let initShapesWith (opts: Options) (f: 'A -> 'B) : State -> 'A -> State = Purify.initShapes (Options.namedAfter f opts) (lift f)
+
+    /// initShapesWith with a seed: <c>Nj.initShapes 0L model.Train State.empty (x, y)</c>.
+    let initShapes (seed: int64) (f: 'A -> 'B) : State -> 'A -> State = initShapesWith (Options.seeded seed) f
+
     /// A fresh random generator derived from the call's seed and a counter (ninjax's rng/seed).
     let rng () : torch.Generator = Ambient.exec Prog.rng
 

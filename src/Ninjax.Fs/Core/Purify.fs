@@ -331,6 +331,7 @@ module Purify =
                 GradDepth = (if isNull outer then 0 else outer.Env.GradDepth)
                 Disposables = ResizeArray()
                 Donation = donation
+                ShapesOnly = not (isNull outer) && outer.Env.ShapesOnly
             }
         let world0 = { State = state; Draws = 0L; Read = Set.empty; Modified = Set.empty; Created = Set.empty }
         // What earlier calls handed out and the caller has dropped since: collect it if it is much.
@@ -391,3 +392,38 @@ module Purify =
     let init (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State =
         let opts = { Options.namedAfter f opts with Create = Some true; Modify = Some true; Ignore = Some true }
         fun state arg -> (run opts (f arg) state).State
+
+    /// The entries init would create, as shapes and dtypes only (JAX's eval_shape): a State of
+    /// tensors on the meta device, which hold no memory. The program runs once, as init does, but
+    /// gradients are not computed (zeros stand in) and tensor arguments on the meta device stand
+    /// for inputs of their shape (they become zeros on the CPU for the run), so an example's shape
+    /// is all it needs. The real tensors the run made are freed. Checkpoint.loadInto accepts the
+    /// result as the expected structure.
+    let initShapes (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State =
+        let opts = { Options.namedAfter f opts with Create = Some true; Modify = Some true; Ignore = Some true }
+        fun state arg ->
+            if isNull state then
+                raise (ArgumentNullException("state", sprintf "Pass a state (%s to start from nothing)." (Text.code opts.Language "State.empty" "States.Empty")))
+            let made = ResizeArray<torch.Tensor>()
+            let stand (t: torch.Tensor) =
+                if t.device_type = DeviceType.META then
+                    let z = torch.zeros(Array.init (int t.Dimensions) (fun i -> t.size i), dtype = t.dtype)
+                    made.Add z
+                    z
+                else t
+            try
+                let arg = Containers.mapTensors stand (box arg) :?> 'A
+                let (Nj m) = f arg
+                let program = Nj(fun env world -> m { env with ShapesOnly = true } world)
+                let outcome = run opts program state
+                let shapes =
+                    outcome.State
+                    |> State.toSeq
+                    |> Seq.map (fun (k, t) -> k, (if t.device_type = DeviceType.META then t else t.``to`` torch.META))
+                    |> Array.ofSeq
+                for k in outcome.Created do
+                    outcome.State.[k].Dispose()
+                State.ofValidPairs shapes
+            finally
+                for z in made do
+                    z.Dispose()

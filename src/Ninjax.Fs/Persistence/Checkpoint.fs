@@ -223,6 +223,20 @@ module Checkpoint =
         for KeyValue(k, v) in metadata.Strings do
             if isNull k || isNull v then
                 raise (ArgumentException(sprintf "The metadata string '%s' is null; safetensors metadata holds strings only." k, "metadata"))
+        let shapesOnly = State.toSeq state |> Seq.filter (fun (_, t) -> t.device_type = DeviceType.META) |> Seq.map fst |> List.ofSeq
+        if not shapesOnly.IsEmpty then
+            raise (
+                ArgumentException(
+                    sprintf
+                        "Cannot save to '%s': %s hold%s shapes only (meta-device tensors, as %s returns), no values. Save a state that holds values (from %s or training)."
+                        path
+                        (shapesOnly |> Seq.truncate 5 |> Seq.map (sprintf "'%s'") |> String.concat ", ")
+                        (if shapesOnly.Length = 1 then "s" else "")
+                        (Text.code (Caller.fromStack ()) "Nj.initShapes" "Nj.InitShapes")
+                        (Text.code (Caller.fromStack ()) "Nj.init" "Nj.Init"),
+                    "state"
+                )
+            )
         let unsupported =
             State.toSeq state
             |> Seq.filter (fun (_, t) -> not (nameOfDtype.ContainsKey t.dtype))
@@ -482,8 +496,9 @@ module Checkpoint =
         readTensors path file h (fun _ -> torch.CPU), h.Metadata
 
     /// Loads a checkpoint that must fit an expected state (for example the result of
-    /// <c>Nj.init</c>): the same keys, shapes and dtypes. Each tensor is placed on the device of
-    /// the expected entry. When anything differs, CheckpointMismatchException lists every problem
+    /// <c>Nj.init</c>, or of <c>Nj.initShapes</c>, which computes nothing): the same keys, shapes
+    /// and dtypes. Each tensor is placed on the device of the expected entry (the CPU for an entry
+    /// that holds a shape only). When anything differs, CheckpointMismatchException lists every problem
     /// and nothing is loaded.
     let loadInto (expected: State) (path: string) : State * CheckpointMetadata =
         if isNull (box expected) then
@@ -493,4 +508,8 @@ module Checkpoint =
         let problems = h.Entries |> Seq.map (fun (e, _, _) -> e) |> mismatches expected
         if not problems.IsEmpty then
             raise (CheckpointMismatchException(path, problems))
-        readTensors path file h (fun k -> expected.[k].device), h.Metadata
+        // An expected state of shapes only (Nj.initShapes) says nothing about devices: the CPU.
+        let deviceOf (k: string) =
+            let d = expected.[k].device
+            if d.``type`` = DeviceType.META then torch.CPU else d
+        readTensors path file h deviceOf, h.Metadata
