@@ -57,3 +57,19 @@ public class ScopeTests
         Assert.Equal(new[] { "outer/inner/c/count" }, state.Keys);
     }
 }
+
+/// <summary>ninjax's scan options from C#: reverse, and a length without xs.</summary>
+public class ScanOptionsTests
+{
+    [Fact]
+    public void Scan_reverses_and_runs_over_a_length()
+    {
+        var (_, (carry, ys)) = Nj.Pure(() => Nj.Scan((Tensor c, Tensor x) => { var next = c + x; return (next, next); },
+            tensor(0L), tensor(new long[] { 1, 2, 3 }), reverse: true))(States.Empty);
+        Assert.Equal(6L, carry.item<long>());
+        Assert.Equal(new long[] { 6, 5, 3 }, ys.data<long>().ToArray());
+        var (_, (seen, outputs)) = Nj.Pure(() => Nj.ScanLength((string s, long i) => (s + i, tensor((float)i)), "", 3, reverse: true))(States.Empty);
+        Assert.Equal("210", seen);
+        SameTensor(tensor(new float[] { 0, 1, 2 }), outputs, "outputs in index order");
+    }
+}
