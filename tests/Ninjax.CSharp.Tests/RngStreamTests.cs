@@ -42,6 +42,15 @@ public class RngStreamTests
     }
 
     [Fact]
+    public void TryRng_gives_null_without_a_seed()
+    {
+        var (_, none) = Nj.Pure(() => Nj.TryRng() is null)(States.Empty);
+        Assert.True(none);
+        var (_, some) = Nj.Pure(() => Nj.TryRng() is not null)(States.Empty, seed: 1);
+        Assert.True(some);
+    }
+
+    [Fact]
     public void A_missing_stream_is_named_in_CSharp_terms()
     {
         var sampler = new LatentSampler("gen2");

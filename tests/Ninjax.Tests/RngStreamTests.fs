@@ -89,6 +89,16 @@ let tests =
             Expect.equal viaOption.Read (set [ "s/count"; "s/seed" ]) "the stream is read"
             Expect.equal viaOption.Modified (set [ "s/count" ]) "and its count modified"
 
+        testCase "tryRng is ninjax's seed(optional=True): None without a seed, the next generator with one" <| fun () ->
+            let f () = Nj.tryRng () |> Option.map (fun g -> torch.rand([| 2L |], generator = g))
+            let _, none = Nj.purify f State.empty ()
+            Expect.isNone none "no seed, no generator"
+            let _, some = Nj.purifyWith (Options.seeded 3L) f State.empty ()
+            let _, viaRng = Nj.purifyWith (Options.seeded 3L) (fun () -> torch.rand([| 2L |], generator = Nj.rng ())) State.empty ()
+            expectIdentical some.Value viaRng "the same draw as Nj.rng"
+            let o = Purify.run Options.defaults Prog.tryRng State.empty
+            Expect.isNone o.Output "Prog.tryRng without a seed"
+
         testCase "a stream without a seed to start it, a missing stream and a clashing key are named" <| fun () ->
             let f () = torch.rand([| 1L |], generator = Nj.rng ())
             let msg = throwsWith<InvalidOperationException> (fun () -> Nj.initWith (Options.defaults |> Options.withRngStream "rng") f State.empty () |> ignore)

@@ -45,6 +45,10 @@ module Nj =
     /// A fresh random generator derived from the call's seed and a counter (ninjax's rng/seed).
     let rng () : torch.Generator = Ambient.exec Prog.rng
 
+    /// A fresh random generator when the call has a seed, None otherwise (ninjax's
+    /// seed(optional=True)).
+    let tryRng () : torch.Generator option = Ambient.exec Prog.tryRng
+
     /// True while the current call may create entries (ninjax's creating).
     let creating () : bool = Ambient.exec Prog.creating
 

@@ -181,6 +181,16 @@ module Prog =
     /// the purified call returns.
     let rng: Nj<torch.Generator> = Monad.rng
 
+    /// Like rng, but None when the call has no seed (ninjax's seed(optional=True)), for code
+    /// that randomizes only when it can.
+    let tryRng: Nj<torch.Generator option> =
+        Nj(fun env world ->
+            match env.Seed with
+            | None -> struct (None, world)
+            | Some _ ->
+                let struct (g, w) = Monad.runIn env world Monad.rng
+                struct (Some g, w))
+
     /// Runs a program with its randomness drawn from a stream kept in the state (as Flax NNX keeps
     /// its RNG count as state): the entries <c>key/seed</c> and <c>key/count</c> (int64 scalars).
     /// The program's generators derive from the seed and the count, and the count goes up by one
