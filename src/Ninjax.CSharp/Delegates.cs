@@ -6,7 +6,7 @@ using TorchSharp;
 
 namespace Ninjax.CSharp;
 
-/// <summary>A purified function (see <see cref="Nj.Pure{TResult}(Func{TResult}, bool, string?, bool)"/>): runs the impure function on
+/// <summary>A purified function (see <see cref="Nj.Pure{TResult}(Func{TResult}, bool, string?, bool, string?)"/>): runs the impure function on
 /// an explicit state and returns the new state and the function's output. The input state is never changed.</summary>
 /// <typeparam name="TResult">What the function returns.</typeparam>
 /// <param name="state">The state to run on (<see cref="States.Empty"/> to start from nothing).</param>
@@ -17,7 +17,7 @@ namespace Ninjax.CSharp;
 /// <returns>The state after the call and the function's output.</returns>
 public delegate (State State, TResult Output) PureFunc<TResult>(State state, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function (see <see cref="Nj.Pure{TResult}(Func{TResult}, bool, string?, bool)"/>): runs the impure function on
+/// <summary>A purified function (see <see cref="Nj.Pure{TResult}(Func{TResult}, bool, string?, bool, string?)"/>): runs the impure function on
 /// an explicit state and returns the new state and the function's output. The input state is never changed.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
 /// <typeparam name="TResult">What the function returns.</typeparam>
@@ -30,7 +30,7 @@ public delegate (State State, TResult Output) PureFunc<TResult>(State state, lon
 /// <returns>The state after the call and the function's output.</returns>
 public delegate (State State, TResult Output) PureFunc<T1, TResult>(State state, T1 arg1, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function (see <see cref="Nj.Pure{TResult}(Func{TResult}, bool, string?, bool)"/>): runs the impure function on
+/// <summary>A purified function (see <see cref="Nj.Pure{TResult}(Func{TResult}, bool, string?, bool, string?)"/>): runs the impure function on
 /// an explicit state and returns the new state and the function's output. The input state is never changed.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
 /// <typeparam name="T2">The type of the second argument.</typeparam>
@@ -45,7 +45,7 @@ public delegate (State State, TResult Output) PureFunc<T1, TResult>(State state,
 /// <returns>The state after the call and the function's output.</returns>
 public delegate (State State, TResult Output) PureFunc<T1, T2, TResult>(State state, T1 arg1, T2 arg2, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function (see <see cref="Nj.Pure{TResult}(Func{TResult}, bool, string?, bool)"/>): runs the impure function on
+/// <summary>A purified function (see <see cref="Nj.Pure{TResult}(Func{TResult}, bool, string?, bool, string?)"/>): runs the impure function on
 /// an explicit state and returns the new state and the function's output. The input state is never changed.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
 /// <typeparam name="T2">The type of the second argument.</typeparam>
@@ -62,7 +62,7 @@ public delegate (State State, TResult Output) PureFunc<T1, T2, TResult>(State st
 /// <returns>The state after the call and the function's output.</returns>
 public delegate (State State, TResult Output) PureFunc<T1, T2, T3, TResult>(State state, T1 arg1, T2 arg2, T3 arg3, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function (see <see cref="Nj.Pure{TResult}(Func{TResult}, bool, string?, bool)"/>): runs the impure function on
+/// <summary>A purified function (see <see cref="Nj.Pure{TResult}(Func{TResult}, bool, string?, bool, string?)"/>): runs the impure function on
 /// an explicit state and returns the new state and the function's output. The input state is never changed.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
 /// <typeparam name="T2">The type of the second argument.</typeparam>
@@ -81,7 +81,7 @@ public delegate (State State, TResult Output) PureFunc<T1, T2, T3, TResult>(Stat
 /// <returns>The state after the call and the function's output.</returns>
 public delegate (State State, TResult Output) PureFunc<T1, T2, T3, T4, TResult>(State state, T1 arg1, T2 arg2, T3 arg3, T4 arg4, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function that returns nothing (see <see cref="Nj.Pure(Action, bool, string?, bool)"/>): runs the impure
+/// <summary>A purified function that returns nothing (see <see cref="Nj.Pure(Action, bool, string?, bool, string?)"/>): runs the impure
 /// function on an explicit state and returns the new state. The input state is never changed.</summary>
 /// <param name="state">The state to run on (<see cref="States.Empty"/> to start from nothing).</param>
 /// <param name="seed">The seed that <see cref="Nj.Rng"/> derives from; omitted, randomness fails with a clear message.</param>
@@ -91,7 +91,7 @@ public delegate (State State, TResult Output) PureFunc<T1, T2, T3, T4, TResult>(
 /// <returns>The state after the call.</returns>
 public delegate State PureAction(State state, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function that returns nothing (see <see cref="Nj.Pure(Action, bool, string?, bool)"/>): runs the impure
+/// <summary>A purified function that returns nothing (see <see cref="Nj.Pure(Action, bool, string?, bool, string?)"/>): runs the impure
 /// function on an explicit state and returns the new state. The input state is never changed.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
 /// <param name="state">The state to run on (<see cref="States.Empty"/> to start from nothing).</param>
@@ -103,7 +103,7 @@ public delegate State PureAction(State state, long? seed = null, bool? create = 
 /// <returns>The state after the call.</returns>
 public delegate State PureAction<T1>(State state, T1 arg1, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function that returns nothing (see <see cref="Nj.Pure(Action, bool, string?, bool)"/>): runs the impure
+/// <summary>A purified function that returns nothing (see <see cref="Nj.Pure(Action, bool, string?, bool, string?)"/>): runs the impure
 /// function on an explicit state and returns the new state. The input state is never changed.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
 /// <typeparam name="T2">The type of the second argument.</typeparam>
@@ -117,7 +117,7 @@ public delegate State PureAction<T1>(State state, T1 arg1, long? seed = null, bo
 /// <returns>The state after the call.</returns>
 public delegate State PureAction<T1, T2>(State state, T1 arg1, T2 arg2, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function that returns nothing (see <see cref="Nj.Pure(Action, bool, string?, bool)"/>): runs the impure
+/// <summary>A purified function that returns nothing (see <see cref="Nj.Pure(Action, bool, string?, bool, string?)"/>): runs the impure
 /// function on an explicit state and returns the new state. The input state is never changed.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
 /// <typeparam name="T2">The type of the second argument.</typeparam>
@@ -133,7 +133,7 @@ public delegate State PureAction<T1, T2>(State state, T1 arg1, T2 arg2, long? se
 /// <returns>The state after the call.</returns>
 public delegate State PureAction<T1, T2, T3>(State state, T1 arg1, T2 arg2, T3 arg3, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function that returns nothing (see <see cref="Nj.Pure(Action, bool, string?, bool)"/>): runs the impure
+/// <summary>A purified function that returns nothing (see <see cref="Nj.Pure(Action, bool, string?, bool, string?)"/>): runs the impure
 /// function on an explicit state and returns the new state. The input state is never changed.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
 /// <typeparam name="T2">The type of the second argument.</typeparam>
@@ -151,7 +151,7 @@ public delegate State PureAction<T1, T2, T3>(State state, T1 arg1, T2 arg2, T3 a
 /// <returns>The state after the call.</returns>
 public delegate State PureAction<T1, T2, T3, T4>(State state, T1 arg1, T2 arg2, T3 arg3, T4 arg4, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function with tracking (see <see cref="Nj.PureTracked{TResult}(Func{TResult}, bool, string?, bool)"/>, ninjax's
+/// <summary>A purified function with tracking (see <see cref="Nj.PureTracked{TResult}(Func{TResult}, bool, string?, bool, string?)"/>, ninjax's
 /// <c>track=True</c>): like <see cref="PureFunc{TResult}"/>, and also returns the keys the call read, modified (even when
 /// the change was ignored) and created.</summary>
 /// <typeparam name="TResult">What the function returns.</typeparam>
@@ -163,7 +163,7 @@ public delegate State PureAction<T1, T2, T3, T4>(State state, T1 arg1, T2 arg2, 
 /// <returns>The state after the call, the output, and the keys read, modified and created, in key order.</returns>
 public delegate (State State, TResult Output, IReadOnlySet<string> Read, IReadOnlySet<string> Modified, IReadOnlySet<string> Created) TrackedFunc<TResult>(State state, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function with tracking (see <see cref="Nj.PureTracked{TResult}(Func{TResult}, bool, string?, bool)"/>, ninjax's
+/// <summary>A purified function with tracking (see <see cref="Nj.PureTracked{TResult}(Func{TResult}, bool, string?, bool, string?)"/>, ninjax's
 /// <c>track=True</c>): like <see cref="PureFunc{TResult}"/>, and also returns the keys the call read, modified (even when
 /// the change was ignored) and created.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
@@ -177,7 +177,7 @@ public delegate (State State, TResult Output, IReadOnlySet<string> Read, IReadOn
 /// <returns>The state after the call, the output, and the keys read, modified and created, in key order.</returns>
 public delegate (State State, TResult Output, IReadOnlySet<string> Read, IReadOnlySet<string> Modified, IReadOnlySet<string> Created) TrackedFunc<T1, TResult>(State state, T1 arg1, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function with tracking (see <see cref="Nj.PureTracked{TResult}(Func{TResult}, bool, string?, bool)"/>, ninjax's
+/// <summary>A purified function with tracking (see <see cref="Nj.PureTracked{TResult}(Func{TResult}, bool, string?, bool, string?)"/>, ninjax's
 /// <c>track=True</c>): like <see cref="PureFunc{TResult}"/>, and also returns the keys the call read, modified (even when
 /// the change was ignored) and created.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
@@ -193,7 +193,7 @@ public delegate (State State, TResult Output, IReadOnlySet<string> Read, IReadOn
 /// <returns>The state after the call, the output, and the keys read, modified and created, in key order.</returns>
 public delegate (State State, TResult Output, IReadOnlySet<string> Read, IReadOnlySet<string> Modified, IReadOnlySet<string> Created) TrackedFunc<T1, T2, TResult>(State state, T1 arg1, T2 arg2, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function with tracking (see <see cref="Nj.PureTracked{TResult}(Func{TResult}, bool, string?, bool)"/>, ninjax's
+/// <summary>A purified function with tracking (see <see cref="Nj.PureTracked{TResult}(Func{TResult}, bool, string?, bool, string?)"/>, ninjax's
 /// <c>track=True</c>): like <see cref="PureFunc{TResult}"/>, and also returns the keys the call read, modified (even when
 /// the change was ignored) and created.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
@@ -211,7 +211,7 @@ public delegate (State State, TResult Output, IReadOnlySet<string> Read, IReadOn
 /// <returns>The state after the call, the output, and the keys read, modified and created, in key order.</returns>
 public delegate (State State, TResult Output, IReadOnlySet<string> Read, IReadOnlySet<string> Modified, IReadOnlySet<string> Created) TrackedFunc<T1, T2, T3, TResult>(State state, T1 arg1, T2 arg2, T3 arg3, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>A purified function with tracking (see <see cref="Nj.PureTracked{TResult}(Func{TResult}, bool, string?, bool)"/>, ninjax's
+/// <summary>A purified function with tracking (see <see cref="Nj.PureTracked{TResult}(Func{TResult}, bool, string?, bool, string?)"/>, ninjax's
 /// <c>track=True</c>): like <see cref="PureFunc{TResult}"/>, and also returns the keys the call read, modified (even when
 /// the change was ignored) and created.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
@@ -231,14 +231,14 @@ public delegate (State State, TResult Output, IReadOnlySet<string> Read, IReadOn
 /// <returns>The state after the call, the output, and the keys read, modified and created, in key order.</returns>
 public delegate (State State, TResult Output, IReadOnlySet<string> Read, IReadOnlySet<string> Modified, IReadOnlySet<string> Created) TrackedFunc<T1, T2, T3, T4, TResult>(State state, T1 arg1, T2 arg2, T3 arg3, T4 arg4, long? seed = null, bool? create = null, bool? modify = null, bool? ignore = null);
 
-/// <summary>An initializing function (see <see cref="Nj.Init{TResult}(Func{TResult}, bool, string?)"/>, ninjax's init): runs the
+/// <summary>An initializing function (see <see cref="Nj.Init{TResult}(Func{TResult}, bool, string?, string?)"/>, ninjax's init): runs the
 /// impure function with create and ignore on and returns the state it populates. Entries that already exist are kept as they are.</summary>
 /// <param name="state">The state to start from (<see cref="States.Empty"/> for a fresh model).</param>
 /// <param name="seed">The seed that parameter initializers draw from.</param>
 /// <returns>The input state with every entry the function creates added.</returns>
 public delegate State InitFunc(State state, long? seed = null);
 
-/// <summary>An initializing function (see <see cref="Nj.Init{TResult}(Func{TResult}, bool, string?)"/>, ninjax's init): runs the
+/// <summary>An initializing function (see <see cref="Nj.Init{TResult}(Func{TResult}, bool, string?, string?)"/>, ninjax's init): runs the
 /// impure function with create and ignore on and returns the state it populates. Entries that already exist are kept as they are.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
 /// <param name="state">The state to start from (<see cref="States.Empty"/> for a fresh model).</param>
@@ -247,7 +247,7 @@ public delegate State InitFunc(State state, long? seed = null);
 /// <returns>The input state with every entry the function creates added.</returns>
 public delegate State InitFunc<T1>(State state, T1 arg1, long? seed = null);
 
-/// <summary>An initializing function (see <see cref="Nj.Init{TResult}(Func{TResult}, bool, string?)"/>, ninjax's init): runs the
+/// <summary>An initializing function (see <see cref="Nj.Init{TResult}(Func{TResult}, bool, string?, string?)"/>, ninjax's init): runs the
 /// impure function with create and ignore on and returns the state it populates. Entries that already exist are kept as they are.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
 /// <typeparam name="T2">The type of the second argument.</typeparam>
@@ -258,7 +258,7 @@ public delegate State InitFunc<T1>(State state, T1 arg1, long? seed = null);
 /// <returns>The input state with every entry the function creates added.</returns>
 public delegate State InitFunc<T1, T2>(State state, T1 arg1, T2 arg2, long? seed = null);
 
-/// <summary>An initializing function (see <see cref="Nj.Init{TResult}(Func{TResult}, bool, string?)"/>, ninjax's init): runs the
+/// <summary>An initializing function (see <see cref="Nj.Init{TResult}(Func{TResult}, bool, string?, string?)"/>, ninjax's init): runs the
 /// impure function with create and ignore on and returns the state it populates. Entries that already exist are kept as they are.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
 /// <typeparam name="T2">The type of the second argument.</typeparam>
@@ -271,7 +271,7 @@ public delegate State InitFunc<T1, T2>(State state, T1 arg1, T2 arg2, long? seed
 /// <returns>The input state with every entry the function creates added.</returns>
 public delegate State InitFunc<T1, T2, T3>(State state, T1 arg1, T2 arg2, T3 arg3, long? seed = null);
 
-/// <summary>An initializing function (see <see cref="Nj.Init{TResult}(Func{TResult}, bool, string?)"/>, ninjax's init): runs the
+/// <summary>An initializing function (see <see cref="Nj.Init{TResult}(Func{TResult}, bool, string?, string?)"/>, ninjax's init): runs the
 /// impure function with create and ignore on and returns the state it populates. Entries that already exist are kept as they are.</summary>
 /// <typeparam name="T1">The type of the first argument.</typeparam>
 /// <typeparam name="T2">The type of the second argument.</typeparam>

@@ -67,18 +67,41 @@ public static partial class Nj
     /// <param name="carry">The first carry.</param>
     /// <param name="xs">The tensor to loop over; at least one slice along <paramref name="axis"/>.</param>
     /// <param name="axis">The axis to loop along (negative counts from the end); 0 by default.</param>
+    /// <param name="reverse">Loop from the last slice to the first (ninjax's <c>reverse=True</c>); the outputs keep the
+    /// order of <paramref name="xs"/>, and step i draws the same randomness in either direction.</param>
     /// <returns>The last carry and the stacked outputs.</returns>
-    public static (TCarry Carry, Tensor Outputs) Scan<TCarry>(Func<TCarry, Tensor, (TCarry Carry, Tensor Output)> step, TCarry carry, Tensor xs, int axis = 0)
+    public static (TCarry Carry, Tensor Outputs) Scan<TCarry>(Func<TCarry, Tensor, (TCarry Carry, Tensor Output)> step, TCarry carry, Tensor xs, int axis = 0, bool reverse = false)
     {
         ArgumentNullException.ThrowIfNull(step);
         var fsharp = FuncConvert.FromFunc<TCarry, Tensor, Tuple<TCarry, Tensor>>((c, x) => step(c, x).ToTuple());
-        var result = NjModule.scanAxis(axis, fsharp, carry, xs);
+        var result = NjModule.scanWith(new ScanOptions(axis, reverse), fsharp, carry, xs);
+        return (result.Item1, result.Item2);
+    }
+
+    /// <summary>Runs <paramref name="step"/> <paramref name="length"/> times inside a purified call without a tensor to loop
+    /// over (ninjax's <c>scan</c> with a <c>length</c> and no <c>xs</c>): the step gets the carry and its index (0 to
+    /// length - 1), and the per-step outputs are stacked in index order along <paramref name="axis"/>, whichever way the
+    /// loop runs.</summary>
+    /// <typeparam name="TCarry">The type of the carry.</typeparam>
+    /// <param name="step">Gets the carry and the step's index; returns the next carry and the step's output (the same
+    /// shape and dtype at every step).</param>
+    /// <param name="carry">The first carry.</param>
+    /// <param name="length">How many steps; at least one.</param>
+    /// <param name="reverse">Run the steps from the last index to the first.</param>
+    /// <param name="axis">The axis the outputs are stacked along; 0 by default.</param>
+    /// <returns>The last carry and the stacked outputs.</returns>
+    public static (TCarry Carry, Tensor Outputs) ScanLength<TCarry>(Func<TCarry, long, (TCarry Carry, Tensor Output)> step, TCarry carry, long length, bool reverse = false, int axis = 0)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        var fsharp = FuncConvert.FromFunc<TCarry, long, Tuple<TCarry, Tensor>>((c, i) => step(c, i).ToTuple());
+        var result = NjModule.scanLength(new ScanOptions(axis, reverse), length, fsharp, carry);
         return (result.Item1, result.Item2);
     }
 
     /// <summary>Repeats <paramref name="body"/> while <paramref name="condition"/> holds inside a purified call (JAX's
-    /// <c>while_loop</c>), threading a carry and the state. While creating, the body first runs once with its writes
-    /// dropped, so its entries exist even if the condition is false from the start.</summary>
+    /// <c>while_loop</c>), threading a carry and the state, with fresh randomness per iteration (derived from one seed
+    /// for the loop and the iteration's index). While creating, the body first runs once with its writes dropped, so its
+    /// entries exist even if the condition is false from the start.</summary>
     /// <typeparam name="TCarry">The type of the carry.</typeparam>
     /// <param name="condition">Gets the carry; true runs the body once more.</param>
     /// <param name="body">Gets the carry and returns the next one.</param>

@@ -12,10 +12,12 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureFunc<TResult> Pure<TResult>(Func<TResult> function, bool nested = false, string? name = null, bool donate = false)
+    public static PureFunc<TResult> Pure<TResult>(Func<TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
-        var purified = Purified.Of<ValueTuple, TResult>(function, _ => function(), nested, name, donate);
+        var purified = Purified.Of<ValueTuple, TResult>(function, _ => function(), nested, name, donate, rngStream);
         return (state, seed, create, modify, ignore) => purified.Run(state, default, seed, create, modify, ignore);
     }
 
@@ -28,10 +30,12 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureFunc<T1, TResult> Pure<T1, TResult>(Func<T1, TResult> function, bool nested = false, string? name = null, bool donate = false)
+    public static PureFunc<T1, TResult> Pure<T1, TResult>(Func<T1, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
-        var purified = Purified.Of<T1, TResult>(function, a => function(a), nested, name, donate);
+        var purified = Purified.Of<T1, TResult>(function, a => function(a), nested, name, donate, rngStream);
         return (state, arg1, seed, create, modify, ignore) => purified.Run(state, arg1, seed, create, modify, ignore);
     }
 
@@ -45,10 +49,12 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureFunc<T1, T2, TResult> Pure<T1, T2, TResult>(Func<T1, T2, TResult> function, bool nested = false, string? name = null, bool donate = false)
+    public static PureFunc<T1, T2, TResult> Pure<T1, T2, TResult>(Func<T1, T2, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
-        var purified = Purified.Of<(T1, T2), TResult>(function, a => function(a.Item1, a.Item2), nested, name, donate);
+        var purified = Purified.Of<(T1, T2), TResult>(function, a => function(a.Item1, a.Item2), nested, name, donate, rngStream);
         return (state, arg1, arg2, seed, create, modify, ignore) => purified.Run(state, (arg1, arg2), seed, create, modify, ignore);
     }
 
@@ -63,10 +69,12 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureFunc<T1, T2, T3, TResult> Pure<T1, T2, T3, TResult>(Func<T1, T2, T3, TResult> function, bool nested = false, string? name = null, bool donate = false)
+    public static PureFunc<T1, T2, T3, TResult> Pure<T1, T2, T3, TResult>(Func<T1, T2, T3, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
-        var purified = Purified.Of<(T1, T2, T3), TResult>(function, a => function(a.Item1, a.Item2, a.Item3), nested, name, donate);
+        var purified = Purified.Of<(T1, T2, T3), TResult>(function, a => function(a.Item1, a.Item2, a.Item3), nested, name, donate, rngStream);
         return (state, arg1, arg2, arg3, seed, create, modify, ignore) => purified.Run(state, (arg1, arg2, arg3), seed, create, modify, ignore);
     }
 
@@ -82,10 +90,12 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureFunc<T1, T2, T3, T4, TResult> Pure<T1, T2, T3, T4, TResult>(Func<T1, T2, T3, T4, TResult> function, bool nested = false, string? name = null, bool donate = false)
+    public static PureFunc<T1, T2, T3, T4, TResult> Pure<T1, T2, T3, T4, TResult>(Func<T1, T2, T3, T4, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
-        var purified = Purified.Of<(T1, T2, T3, T4), TResult>(function, a => function(a.Item1, a.Item2, a.Item3, a.Item4), nested, name, donate);
+        var purified = Purified.Of<(T1, T2, T3, T4), TResult>(function, a => function(a.Item1, a.Item2, a.Item3, a.Item4), nested, name, donate, rngStream);
         return (state, arg1, arg2, arg3, arg4, seed, create, modify, ignore) => purified.Run(state, (arg1, arg2, arg3, arg4), seed, create, modify, ignore);
     }
 
@@ -96,9 +106,11 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureFunc<Tensor, TResult> Pure<TResult>(Func<Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false) =>
-        Pure<Tensor, TResult>(function, nested, name, donate);
+    public static PureFunc<Tensor, TResult> Pure<TResult>(Func<Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null) =>
+        Pure<Tensor, TResult>(function, nested, name, donate, rngStream);
 
     /// <summary>Purifies an impure function of 2 tensor arguments; lets C# infer the types from a method group: <c>Nj.Pure(model.Train)</c>.</summary>
     /// <typeparam name="TResult">What the function returns.</typeparam>
@@ -107,9 +119,11 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureFunc<Tensor, Tensor, TResult> Pure<TResult>(Func<Tensor, Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false) =>
-        Pure<Tensor, Tensor, TResult>(function, nested, name, donate);
+    public static PureFunc<Tensor, Tensor, TResult> Pure<TResult>(Func<Tensor, Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null) =>
+        Pure<Tensor, Tensor, TResult>(function, nested, name, donate, rngStream);
 
     /// <summary>Purifies an impure function of 3 tensor arguments; lets C# infer the types from a method group: <c>Nj.Pure(model.Train)</c>.</summary>
     /// <typeparam name="TResult">What the function returns.</typeparam>
@@ -118,9 +132,11 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureFunc<Tensor, Tensor, Tensor, TResult> Pure<TResult>(Func<Tensor, Tensor, Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false) =>
-        Pure<Tensor, Tensor, Tensor, TResult>(function, nested, name, donate);
+    public static PureFunc<Tensor, Tensor, Tensor, TResult> Pure<TResult>(Func<Tensor, Tensor, Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null) =>
+        Pure<Tensor, Tensor, Tensor, TResult>(function, nested, name, donate, rngStream);
 
     /// <summary>Purifies an impure function of 4 tensor arguments; lets C# infer the types from a method group: <c>Nj.Pure(model.Train)</c>.</summary>
     /// <typeparam name="TResult">What the function returns.</typeparam>
@@ -129,9 +145,11 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureFunc<Tensor, Tensor, Tensor, Tensor, TResult> Pure<TResult>(Func<Tensor, Tensor, Tensor, Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false) =>
-        Pure<Tensor, Tensor, Tensor, Tensor, TResult>(function, nested, name, donate);
+    public static PureFunc<Tensor, Tensor, Tensor, Tensor, TResult> Pure<TResult>(Func<Tensor, Tensor, Tensor, Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null) =>
+        Pure<Tensor, Tensor, Tensor, Tensor, TResult>(function, nested, name, donate, rngStream);
 
     /// <summary>Purifies an impure function of 0 arguments that returns nothing: the result runs it on an explicit state
     /// and returns the new state.</summary>
@@ -140,14 +158,16 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureAction Pure(Action function, bool nested = false, string? name = null, bool donate = false)
+    public static PureAction Pure(Action function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
         var purified = Purified.Of<ValueTuple, ValueTuple>(function, _ =>
         {
             function();
             return default;
-        }, nested, name, donate);
+        }, nested, name, donate, rngStream);
         return (state, seed, create, modify, ignore) => purified.Run(state, default, seed, create, modify, ignore).State;
     }
 
@@ -159,14 +179,16 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureAction<T1> Pure<T1>(Action<T1> function, bool nested = false, string? name = null, bool donate = false)
+    public static PureAction<T1> Pure<T1>(Action<T1> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
         var purified = Purified.Of<T1, ValueTuple>(function, a =>
         {
             function(a);
             return default;
-        }, nested, name, donate);
+        }, nested, name, donate, rngStream);
         return (state, arg1, seed, create, modify, ignore) => purified.Run(state, arg1, seed, create, modify, ignore).State;
     }
 
@@ -179,14 +201,16 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureAction<T1, T2> Pure<T1, T2>(Action<T1, T2> function, bool nested = false, string? name = null, bool donate = false)
+    public static PureAction<T1, T2> Pure<T1, T2>(Action<T1, T2> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
         var purified = Purified.Of<(T1, T2), ValueTuple>(function, a =>
         {
             function(a.Item1, a.Item2);
             return default;
-        }, nested, name, donate);
+        }, nested, name, donate, rngStream);
         return (state, arg1, arg2, seed, create, modify, ignore) => purified.Run(state, (arg1, arg2), seed, create, modify, ignore).State;
     }
 
@@ -200,14 +224,16 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureAction<T1, T2, T3> Pure<T1, T2, T3>(Action<T1, T2, T3> function, bool nested = false, string? name = null, bool donate = false)
+    public static PureAction<T1, T2, T3> Pure<T1, T2, T3>(Action<T1, T2, T3> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
         var purified = Purified.Of<(T1, T2, T3), ValueTuple>(function, a =>
         {
             function(a.Item1, a.Item2, a.Item3);
             return default;
-        }, nested, name, donate);
+        }, nested, name, donate, rngStream);
         return (state, arg1, arg2, arg3, seed, create, modify, ignore) => purified.Run(state, (arg1, arg2, arg3), seed, create, modify, ignore).State;
     }
 
@@ -222,14 +248,16 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureAction<T1, T2, T3, T4> Pure<T1, T2, T3, T4>(Action<T1, T2, T3, T4> function, bool nested = false, string? name = null, bool donate = false)
+    public static PureAction<T1, T2, T3, T4> Pure<T1, T2, T3, T4>(Action<T1, T2, T3, T4> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
         var purified = Purified.Of<(T1, T2, T3, T4), ValueTuple>(function, a =>
         {
             function(a.Item1, a.Item2, a.Item3, a.Item4);
             return default;
-        }, nested, name, donate);
+        }, nested, name, donate, rngStream);
         return (state, arg1, arg2, arg3, arg4, seed, create, modify, ignore) => purified.Run(state, (arg1, arg2, arg3, arg4), seed, create, modify, ignore).State;
     }
 
@@ -239,9 +267,11 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureAction<Tensor> Pure(Action<Tensor> function, bool nested = false, string? name = null, bool donate = false) =>
-        Pure<Tensor>(function, nested, name, donate);
+    public static PureAction<Tensor> Pure(Action<Tensor> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null) =>
+        Pure<Tensor>(function, nested, name, donate, rngStream);
 
     /// <summary>Purifies an impure function of 2 tensor arguments that returns nothing; lets C# infer the types from a method group.</summary>
     /// <param name="function">The impure function.</param>
@@ -249,9 +279,11 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureAction<Tensor, Tensor> Pure(Action<Tensor, Tensor> function, bool nested = false, string? name = null, bool donate = false) =>
-        Pure<Tensor, Tensor>(function, nested, name, donate);
+    public static PureAction<Tensor, Tensor> Pure(Action<Tensor, Tensor> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null) =>
+        Pure<Tensor, Tensor>(function, nested, name, donate, rngStream);
 
     /// <summary>Purifies an impure function of 3 tensor arguments that returns nothing; lets C# infer the types from a method group.</summary>
     /// <param name="function">The impure function.</param>
@@ -259,9 +291,11 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureAction<Tensor, Tensor, Tensor> Pure(Action<Tensor, Tensor, Tensor> function, bool nested = false, string? name = null, bool donate = false) =>
-        Pure<Tensor, Tensor, Tensor>(function, nested, name, donate);
+    public static PureAction<Tensor, Tensor, Tensor> Pure(Action<Tensor, Tensor, Tensor> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null) =>
+        Pure<Tensor, Tensor, Tensor>(function, nested, name, donate, rngStream);
 
     /// <summary>Purifies an impure function of 4 tensor arguments that returns nothing; lets C# infer the types from a method group.</summary>
     /// <param name="function">The impure function.</param>
@@ -269,9 +303,11 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function.</returns>
-    public static PureAction<Tensor, Tensor, Tensor, Tensor> Pure(Action<Tensor, Tensor, Tensor, Tensor> function, bool nested = false, string? name = null, bool donate = false) =>
-        Pure<Tensor, Tensor, Tensor, Tensor>(function, nested, name, donate);
+    public static PureAction<Tensor, Tensor, Tensor, Tensor> Pure(Action<Tensor, Tensor, Tensor, Tensor> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null) =>
+        Pure<Tensor, Tensor, Tensor, Tensor>(function, nested, name, donate, rngStream);
 
     /// <summary>Purifies an impure function of 0 arguments with tracking (ninjax's <c>track=True</c>): the result also
     /// returns the keys the call read, modified and created.</summary>
@@ -281,10 +317,12 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function with tracking.</returns>
-    public static TrackedFunc<TResult> PureTracked<TResult>(Func<TResult> function, bool nested = false, string? name = null, bool donate = false)
+    public static TrackedFunc<TResult> PureTracked<TResult>(Func<TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
-        var purified = Purified.Of<ValueTuple, TResult>(function, _ => function(), nested, name, donate);
+        var purified = Purified.Of<ValueTuple, TResult>(function, _ => function(), nested, name, donate, rngStream);
         return (state, seed, create, modify, ignore) => purified.Track(state, default, seed, create, modify, ignore);
     }
 
@@ -297,10 +335,12 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function with tracking.</returns>
-    public static TrackedFunc<T1, TResult> PureTracked<T1, TResult>(Func<T1, TResult> function, bool nested = false, string? name = null, bool donate = false)
+    public static TrackedFunc<T1, TResult> PureTracked<T1, TResult>(Func<T1, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
-        var purified = Purified.Of<T1, TResult>(function, a => function(a), nested, name, donate);
+        var purified = Purified.Of<T1, TResult>(function, a => function(a), nested, name, donate, rngStream);
         return (state, arg1, seed, create, modify, ignore) => purified.Track(state, arg1, seed, create, modify, ignore);
     }
 
@@ -314,10 +354,12 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function with tracking.</returns>
-    public static TrackedFunc<T1, T2, TResult> PureTracked<T1, T2, TResult>(Func<T1, T2, TResult> function, bool nested = false, string? name = null, bool donate = false)
+    public static TrackedFunc<T1, T2, TResult> PureTracked<T1, T2, TResult>(Func<T1, T2, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
-        var purified = Purified.Of<(T1, T2), TResult>(function, a => function(a.Item1, a.Item2), nested, name, donate);
+        var purified = Purified.Of<(T1, T2), TResult>(function, a => function(a.Item1, a.Item2), nested, name, donate, rngStream);
         return (state, arg1, arg2, seed, create, modify, ignore) => purified.Track(state, (arg1, arg2), seed, create, modify, ignore);
     }
 
@@ -332,10 +374,12 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function with tracking.</returns>
-    public static TrackedFunc<T1, T2, T3, TResult> PureTracked<T1, T2, T3, TResult>(Func<T1, T2, T3, TResult> function, bool nested = false, string? name = null, bool donate = false)
+    public static TrackedFunc<T1, T2, T3, TResult> PureTracked<T1, T2, T3, TResult>(Func<T1, T2, T3, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
-        var purified = Purified.Of<(T1, T2, T3), TResult>(function, a => function(a.Item1, a.Item2, a.Item3), nested, name, donate);
+        var purified = Purified.Of<(T1, T2, T3), TResult>(function, a => function(a.Item1, a.Item2, a.Item3), nested, name, donate, rngStream);
         return (state, arg1, arg2, arg3, seed, create, modify, ignore) => purified.Track(state, (arg1, arg2, arg3), seed, create, modify, ignore);
     }
 
@@ -351,10 +395,12 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function with tracking.</returns>
-    public static TrackedFunc<T1, T2, T3, T4, TResult> PureTracked<T1, T2, T3, T4, TResult>(Func<T1, T2, T3, T4, TResult> function, bool nested = false, string? name = null, bool donate = false)
+    public static TrackedFunc<T1, T2, T3, T4, TResult> PureTracked<T1, T2, T3, T4, TResult>(Func<T1, T2, T3, T4, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null)
     {
-        var purified = Purified.Of<(T1, T2, T3, T4), TResult>(function, a => function(a.Item1, a.Item2, a.Item3, a.Item4), nested, name, donate);
+        var purified = Purified.Of<(T1, T2, T3, T4), TResult>(function, a => function(a.Item1, a.Item2, a.Item3, a.Item4), nested, name, donate, rngStream);
         return (state, arg1, arg2, arg3, arg4, seed, create, modify, ignore) => purified.Track(state, (arg1, arg2, arg3, arg4), seed, create, modify, ignore);
     }
 
@@ -365,9 +411,11 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function with tracking.</returns>
-    public static TrackedFunc<Tensor, TResult> PureTracked<TResult>(Func<Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false) =>
-        PureTracked<Tensor, TResult>(function, nested, name, donate);
+    public static TrackedFunc<Tensor, TResult> PureTracked<TResult>(Func<Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null) =>
+        PureTracked<Tensor, TResult>(function, nested, name, donate, rngStream);
 
     /// <summary>Purifies an impure function of 2 tensor arguments with tracking; lets C# infer the types from a method group.</summary>
     /// <typeparam name="TResult">What the function returns.</typeparam>
@@ -376,9 +424,11 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function with tracking.</returns>
-    public static TrackedFunc<Tensor, Tensor, TResult> PureTracked<TResult>(Func<Tensor, Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false) =>
-        PureTracked<Tensor, Tensor, TResult>(function, nested, name, donate);
+    public static TrackedFunc<Tensor, Tensor, TResult> PureTracked<TResult>(Func<Tensor, Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null) =>
+        PureTracked<Tensor, Tensor, TResult>(function, nested, name, donate, rngStream);
 
     /// <summary>Purifies an impure function of 3 tensor arguments with tracking; lets C# infer the types from a method group.</summary>
     /// <typeparam name="TResult">What the function returns.</typeparam>
@@ -387,9 +437,11 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function with tracking.</returns>
-    public static TrackedFunc<Tensor, Tensor, Tensor, TResult> PureTracked<TResult>(Func<Tensor, Tensor, Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false) =>
-        PureTracked<Tensor, Tensor, Tensor, TResult>(function, nested, name, donate);
+    public static TrackedFunc<Tensor, Tensor, Tensor, TResult> PureTracked<TResult>(Func<Tensor, Tensor, Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null) =>
+        PureTracked<Tensor, Tensor, Tensor, TResult>(function, nested, name, donate, rngStream);
 
     /// <summary>Purifies an impure function of 4 tensor arguments with tracking; lets C# infer the types from a method group.</summary>
     /// <typeparam name="TResult">What the function returns.</typeparam>
@@ -398,8 +450,10 @@ public static partial class Nj
     /// <param name="name">The function's name in error messages.</param>
     /// <param name="donate">Hand the state over on each call (JAX's donate_argnums): the call may update its tensors in
     /// place, as the optimizer does, and frees the entries it replaces; the state passed in cannot be used again.</param>
+    /// <param name="rngStream">The state key of a random stream to draw randomness from (for example <c>"rng"</c>): each
+    /// call advances it, so a loop gets fresh randomness every step; <c>Init</c> starts it from its seed. Null for none.</param>
     /// <returns>The purified function with tracking.</returns>
-    public static TrackedFunc<Tensor, Tensor, Tensor, Tensor, TResult> PureTracked<TResult>(Func<Tensor, Tensor, Tensor, Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false) =>
-        PureTracked<Tensor, Tensor, Tensor, Tensor, TResult>(function, nested, name, donate);
+    public static TrackedFunc<Tensor, Tensor, Tensor, Tensor, TResult> PureTracked<TResult>(Func<Tensor, Tensor, Tensor, Tensor, TResult> function, bool nested = false, string? name = null, bool donate = false, string? rngStream = null) =>
+        PureTracked<Tensor, Tensor, Tensor, Tensor, TResult>(function, nested, name, donate, rngStream);
 
 }

@@ -14,6 +14,15 @@ public static partial class Nj
     /// <returns>A CPU generator to pass to TorchSharp's random functions.</returns>
     public static Generator Rng() => NjModule.rng();
 
+    /// <summary>A fresh random generator when the current call has a seed, null otherwise (ninjax's
+    /// <c>seed(optional=True)</c>), for code that randomizes only when it can.</summary>
+    /// <returns>A CPU generator, or null when the call was given no seed.</returns>
+    public static Generator? TryRng()
+    {
+        var g = NjModule.tryRng();
+        return Microsoft.FSharp.Core.FSharpOption<Generator>.get_IsSome(g) ? g.Value : null;
+    }
+
     /// <summary>True while the current call may create entries (ninjax's <c>creating</c>), as during <c>Init</c>.</summary>
     public static bool Creating => NjModule.creating();
 

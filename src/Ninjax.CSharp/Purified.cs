@@ -11,7 +11,7 @@ internal sealed class Purified<TArgs, TResult>
     private readonly FSharpFunc<TArgs, TResult> function;
     private readonly Options options;
 
-    public Purified(Delegate original, Func<TArgs, TResult> function, bool nested, string? name, bool donate)
+    public Purified(Delegate original, Func<TArgs, TResult> function, bool nested, string? name, bool donate, string? rngStream)
     {
         this.function = FuncConvert.FromFunc(function);
         // Messages show the C# API, and name the function after the method it runs (GanModel.Train).
@@ -19,6 +19,7 @@ internal sealed class Purified<TArgs, TResult>
         name ??= Naming.ofFunction(original) ?? Text.unnamed(Language.CSharp);
         if (nested) options = OptionsModule.nested(options);
         if (donate) options = OptionsModule.donating(options);
+        if (rngStream is not null) options = OptionsModule.withRngStream(rngStream, options);
         if (name is not null) options = OptionsModule.named(name, options);
         this.options = options;
     }
@@ -53,6 +54,12 @@ internal sealed class Purified<TArgs, TResult>
         return FSharpFunc<State, TArgs>.InvokeFast(NjModule.initWith(o, function), state, args);
     }
 
+    public State InitShapes(State state, TArgs args, long? seed)
+    {
+        var o = seed is { } s ? OptionsModule.withSeed(s, options) : options;
+        return FSharpFunc<State, TArgs>.InvokeFast(NjModule.initShapesWith(o, function), state, args);
+    }
+
     /// <summary>An F# set of keys as a read-only set in the same (ordinal) order.</summary>
     private static IReadOnlySet<string> KeySet(IEnumerable<string> keys) => ImmutableSortedSet.CreateRange(StringComparer.Ordinal, keys);
 }
@@ -60,9 +67,9 @@ internal sealed class Purified<TArgs, TResult>
 /// <summary>Builds <see cref="Purified{TArgs, TResult}"/> with a null check naming the parameter.</summary>
 internal static class Purified
 {
-    public static Purified<TArgs, TResult> Of<TArgs, TResult>(Delegate? original, Func<TArgs, TResult> call, bool nested, string? name, bool donate = false)
+    public static Purified<TArgs, TResult> Of<TArgs, TResult>(Delegate? original, Func<TArgs, TResult> call, bool nested, string? name, bool donate = false, string? rngStream = null)
     {
         ArgumentNullException.ThrowIfNull(original, "function");
-        return new Purified<TArgs, TResult>(original, call, nested, name, donate);
+        return new Purified<TArgs, TResult>(original, call, nested, name, donate, rngStream);
     }
 }

@@ -4,11 +4,11 @@ using static TorchSharp.torch;
 
 namespace Ninjax.CSharp.Tests;
 
-/// <summary>A module built directly inside another module's constructor, which is an error.</summary>
+/// <summary>A module built directly, without a name, inside another module's constructor, which is an error.</summary>
 public sealed class Careless : Module
 {
-    /// <summary>Builds a Counter without Sub, on purpose.</summary>
-    public Careless() : base(null) => Inner = new Counter("inner");
+    /// <summary>Builds a Counter without Sub or a name, on purpose.</summary>
+    public Careless() : base(null) => Inner = new Counter();
 
     /// <summary>The wrongly built module.</summary>
     public Counter Inner { get; }

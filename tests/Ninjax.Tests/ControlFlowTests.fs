@@ -173,4 +173,100 @@ let tests =
             let _, out = Nj.purifyWith (Options.seeded 9L) (fun () -> m.Calls <- 0; m.Loss(x, true)) state ()
             Expect.equal m.Calls 1 "outside a gradient it is a plain call"
             Expect.isFalse out.requires_grad "no graph kept"
+
+        testCase "ninjax test_scan: constants, reading and writing state, a seed per step" <| fun () ->
+            let body (carry: torch.Tensor) (x: torch.Tensor) = let c = carry + x in c, c
+            let _, (carry, ys) = Nj.purify (fun () -> Nj.scan body (torch.tensor 0L) (torch.tensor [| 1L; 2L; 3L; 4L; 5L |])) State.empty ()
+            Expect.equal (carry.item<int64> ()) 15L "carry"
+            Expect.equal (ys.data<int64>().ToArray()) [| 1L; 3L; 6L; 10L; 15L |] "ys"
+            let v = Variable((fun () -> torch.zeros([||], dtype = torch.int32)), "v")
+            let reading () = Nj.scan (fun (c: int) (x: torch.Tensor) -> c + 1, x + v.Read()) 0 (torch.tensor [| 1; 1; 1 |])
+            let _, (c, ys) = Nj.purifyWith (Options.defaults |> Options.withCreate true) reading State.empty ()
+            Expect.equal c 3 "read_state: carry"
+            Expect.equal (ys.data<int>().ToArray()) [| 1; 1; 1 |] "read_state: ys"
+            let writing () = Nj.scan (fun (c: int) (x: torch.Tensor) -> let y = x + v.Read() in v.Write y |> ignore; c + 1, y) 0 (torch.tensor [| 1; 1; 1 |])
+            let _, (_, ys) = Nj.purifyWith (Options.defaults |> Options.withCreate true) writing State.empty ()
+            Expect.equal (ys.data<int>().ToArray()) [| 1; 2; 3 |] "write_state: ys"
+            let seeds () = Nj.scan (fun () (_: torch.Tensor) -> (), torch.randint(1000000L, [| 2L |], generator = Nj.rng ())) () (torch.ones 3L)
+            let _, (_, keys) = Nj.purifyWith (Options.seeded 0L) seeds State.empty ()
+            Expect.equal keys.shape [| 3L; 2L |] "seed: shape"
+            for i, j in [ 0L, 1L; 0L, 2L; 1L, 2L ] do
+                Expect.isFalse (identical (keys.select(0L, i)) (keys.select(0L, j))) (sprintf "seed: steps %d and %d differ" i j)
+
+        testCase "ninjax test_cond: branches, state, and their own seeds" <| fun () ->
+            let _, a = Nj.purify (fun () -> Nj.cond true (fun () -> 12) (fun () -> 42) ()) State.empty ()
+            let _, b = Nj.purify (fun () -> Nj.cond false (fun () -> 12) (fun () -> 42) ()) State.empty ()
+            Expect.equal (a, b) (12, 42) "basic"
+            let v = Variable((fun () -> torch.ones([||], dtype = torch.int32)), "v")
+            let w = Variable((fun () -> torch.ones([||], dtype = torch.int32)), "w")
+            let program (x: bool) =
+                Nj.cond x (fun () -> (v.Read() + w.Read()).item<int> ()) (fun () -> v.Write(torch.tensor 42) |> ignore; 12) ()
+            let state = Nj.init 0L program State.empty true
+            Expect.equal (State.keys state) [ "v/value"; "w/value" ] "state: init creates both branches' entries"
+            let run = Nj.purify program
+            let s1, o1 = run state true
+            let s2, o2 = run s1 false
+            let _, o3 = run s2 true
+            Expect.equal [ o1; o2; o3 ] [ 2; 12; 43 ] "state: outputs"
+            let draw () = torch.randint(1000000L, [| 2L |], generator = Nj.rng ())
+            let seeds (x: bool) = Nj.cond x draw draw ()
+            let _, d1 = Nj.purifyWith (Options.seeded 0L) seeds State.empty true
+            let _, d2 = Nj.purifyWith (Options.seeded 0L) seeds State.empty false
+            Expect.isFalse (identical d1 d2) "seeds: the branches draw differently"
+
+        testCase "scan with reverse loops last to first, keeps the outputs in the order of xs, and the same randomness per step" <| fun () ->
+            let cumulative (options: ScanOptions) =
+                Nj.scanWith options (fun (c: torch.Tensor) (x: torch.Tensor) -> let c = c + x in c, c) (torch.tensor 0L) (torch.tensor [| 1L; 2L; 3L; 4L; 5L |])
+            let _, (carry, ys) = Nj.purify (fun () -> cumulative (ScanOptions.defaults |> ScanOptions.reversed)) State.empty ()
+            Expect.equal (carry.item<int64> ()) 15L "carry"
+            Expect.equal (ys.data<int64>().ToArray()) [| 15L; 14L; 12L; 9L; 5L |] "ys in the order of xs (JAX's reverse)"
+            let noise (options: ScanOptions) = Nj.scanWith options (fun () (x: torch.Tensor) -> (), x + torch.rand([| 2L |], generator = Nj.rng ())) () (torch.zeros(4L, 2L))
+            let _, (_, forward) = Nj.purifyWith (Options.seeded 5L) noise State.empty ScanOptions.defaults
+            let _, (_, backward) = Nj.purifyWith (Options.seeded 5L) noise State.empty (ScanOptions.defaults |> ScanOptions.reversed)
+            expectIdentical backward forward "step i draws the same whichever direction"
+            // State written by the steps sees them in reverse order.
+            let v = Variable((fun () -> torch.zeros([||], dtype = torch.int64)), "order")
+            let order () =
+                Nj.scanWith (ScanOptions.defaults |> ScanOptions.reversed) (fun () (x: torch.Tensor) -> v.Write(v.Read() * 10L + x) |> ignore, x) () (torch.tensor [| 1L; 2L; 3L |])
+                |> ignore
+                v.Read()
+            let _, last = Nj.purifyWith (Options.defaults |> Options.withCreate true) order State.empty ()
+            Expect.equal (last.item<int64> ()) 321L "the steps ran 3, 2, 1"
+
+        testCase "scanLength loops without xs, giving the step its index, forwards or backwards" <| fun () ->
+            let indices (options: ScanOptions) =
+                Nj.scanLength options 4L (fun (seen: int64 list) (i: int64) -> seen @ [ i ], torch.tensor (float32 i)) []
+            let _, (seen, ys) = Nj.purify (fun () -> indices ScanOptions.defaults) State.empty ()
+            Expect.equal seen [ 0L; 1L; 2L; 3L ] "forward order"
+            expectIdentical ys (vec [ 0f; 1f; 2f; 3f ]) "stacked by index"
+            let _, (seen, ys) = Nj.purify (fun () -> indices (ScanOptions.defaults |> ScanOptions.reversed)) State.empty ()
+            Expect.equal seen [ 3L; 2L; 1L; 0L ] "backward order"
+            expectIdentical ys (vec [ 0f; 1f; 2f; 3f ]) "still stacked by index"
+            let _, (_, t) = Nj.purify (fun () -> Nj.scanLength (ScanOptions.defaults |> ScanOptions.alongAxis 1) 3L (fun () _ -> (), torch.ones 2L) ()) State.empty ()
+            Expect.equal t.shape [| 2L; 3L |] "stacked along axis 1"
+            let msg = throwsWith<ArgumentOutOfRangeException> (fun () -> Nj.purify (fun () -> Nj.scanLength ScanOptions.defaults 0L (fun () _ -> (), torch.ones 1L) ()) State.empty () |> ignore)
+            mentions msg [ "at least one step" ]
+            // The monad and the impure API agree.
+            let o = Purify.run (Options.seeded 1L) (Prog.scanLength ScanOptions.defaults 3L (fun () i -> Prog.rng |> Prog.map (fun g -> (), torch.rand([| 2L |], generator = g) + float32 i)) ()) State.empty
+            let _, (_, impure) = Nj.purifyWith (Options.seeded 1L) (fun () -> Nj.scanLength ScanOptions.defaults 3L (fun () i -> (), torch.rand([| 2L |], generator = Nj.rng ()) + float32 i) ()) State.empty ()
+            expectIdentical (snd o.Output) impure "Prog.scanLength and Nj.scanLength"
+
+        testCase "whileLoop gives every iteration fresh randomness, the same in creating and plain calls" <| fun () ->
+            let draws () =
+                Nj.whileLoop (fun (xs: torch.Tensor list) -> xs.Length < 3) (fun xs -> xs @ [ torch.rand([| 2L |], generator = Nj.rng ()) ]) []
+                |> torch.stack
+            let _, a = Nj.purifyWith (Options.seeded 4L) draws State.empty ()
+            let _, b = Nj.purifyWith (Options.seeded 4L |> Options.withCreate true) draws State.empty ()
+            expectIdentical b a "creating (which explores the body first) does not shift the draws"
+            Expect.isFalse (identical (a.select(0L, 0L)) (a.select(0L, 1L))) "iterations 0 and 1 differ"
+            Expect.isFalse (identical (a.select(0L, 1L)) (a.select(0L, 2L))) "iterations 1 and 2 differ"
+            let _, c = Nj.purifyWith (Options.seeded 5L) draws State.empty ()
+            Expect.isFalse (identical a c) "another seed, other draws"
+            // What runs after the loop draws the same however many iterations ran.
+            let after (n: int) =
+                Nj.whileLoop (fun i -> i < n) (fun i -> torch.rand([| 1L |], generator = Nj.rng ()) |> ignore; i + 1) 0 |> ignore
+                torch.rand([| 3L |], generator = Nj.rng ())
+            let _, after1 = Nj.purifyWith (Options.seeded 6L) after State.empty 1
+            let _, after4 = Nj.purifyWith (Options.seeded 6L) after State.empty 4
+            expectIdentical after4 after1 "the loop takes one draw of the call's counter"
     ]

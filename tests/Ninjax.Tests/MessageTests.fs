@@ -16,15 +16,15 @@ type Sampler(name: string) =
     member this.Shifted() = this.Draw() + 1.0f
     member this.Count() = this.Put("n", this.Get("n", fun () -> torch.zeros 1L) + 1.0f)
 
-/// A module built without Sub inside another's construction, on purpose.
-type Careless(name: string) =
-    inherit Module(name)
-    let inner = Sampler "inner"
-    member _.Inner = inner
-
 /// A top-level module without a name.
 type Nameless() =
     inherit Module(null)
+
+/// A module built without Sub or a name inside another's construction, on purpose.
+type Careless(name: string) =
+    inherit Module(name)
+    let inner = Nameless()
+    member _.Inner = inner
 
 [<Tests>]
 let tests =

@@ -45,7 +45,14 @@ type Tree(name: string) as this =
 
 type Careless(name: string) =
     inherit Module(name)
-    // Wrong on purpose: a submodule constructed directly inside a Sub-built module.
+    // Wrong on purpose: a submodule constructed directly inside a Sub-built module, without a name.
+    let inner = Leaf 1
+    member _.Inner = inner
+
+/// ninjax's test_basic: a module constructed by name in a Sub-built module's constructor goes
+/// under it (the constructor runs in the module's scope).
+type ByName(name: string) =
+    inherit Module(name)
     let inner = Leaf(1, "inner")
     member _.Inner = inner
 
@@ -109,10 +116,13 @@ let tests =
             let msg = throwsWith<ArgumentException> (fun () -> Leaf(1, "bad/name") |> ignore)
             mentions msg [ "bad/name" ]
 
-        testCase "a module built inside a Sub without Sub is an error, not a silent top-level module" <| fun () ->
+        testCase "a module built inside a Sub without Sub or a name is an error, not a silent top-level module" <| fun () ->
             let parent = Counter "parent"
             let msg = throwsWith<InvalidOperationException> (fun () -> parent.Sub("careless", fun () -> Careless "careless") |> ignore)
-            mentions msg [ "inner"; "parent/careless"; "Sub" ]
+            mentions msg [ "Leaf"; "without a name"; "parent/careless"; "Sub" ]
+            // With a name it goes under the module being built, as in ninjax.
+            let made = parent.Sub("byname", fun () -> ByName "byname")
+            Expect.equal made.Inner.Path "parent/byname/inner" "a named module built in a constructor lands under it"
 
         testCase "Sub's constructor must build the module itself" <| fun () ->
             let parent = Counter "p"

@@ -39,7 +39,8 @@ let addc (t: torch.Tensor) (c: int) : torch.Tensor = t.add (torch.tensor (float3
 let identical (a: torch.Tensor) (b: torch.Tensor) : bool =
     a.shape = b.shape
     && a.dtype = b.dtype
-    && (if a.dtype = torch.float32 then
+    && (if a.numel () = 0L then true // (TorchSharp's TensorAccessor cannot read an empty [3, 0])
+        elif a.dtype = torch.float32 then
             let bits (t: torch.Tensor) =
                 t.detach().contiguous().data<float32>().ToArray() |> Array.map BitConverter.SingleToInt32Bits
             bits a = bits b
@@ -136,6 +137,15 @@ type Instr =
     /// Gradient of the sum of squares of some entries of the current scope (plus, when the flag
     /// is set, of every entry of the scope read through GetM, so that any target in it is read).
     | Grad of string list * GTarget * bool
+    /// A name scope inside the module (Prog.scope against this.Scoped(name), then Nj.scope when
+    /// nested); entries in it are read and written by relative name (Nj.get, Nj.put).
+    | Local of string * Instr list
+    /// A scan over a length, forwards or reversed, running the body each step.
+    | Loop of int * bool * Instr list
+    /// A while loop running the body a number of times.
+    | While of int * Instr list
+    /// A branch between two bodies.
+    | Cond of bool * Instr list * Instr list
 
 /// One observation a program makes; the output of a program is their list.
 type Obs = string * torch.Tensor
@@ -146,6 +156,8 @@ let entryNames = [ "a"; "b"; "c" ]
 // at the end), so gradients with respect to such a scope would fail for that reason alone.
 let scopeNames = [ "s"; "t"; "u" ]
 let filters = [ "a.*"; "b"; "s/.*"; "(a|c)$"; "t" ]
+// Names of Local scopes, apart from submodules' and entries' names for the same reason.
+let localNames = [ "p"; "q" ]
 
 let genName = Gen.elements entryNames
 
@@ -202,14 +214,90 @@ let rec genStep (safe: bool) (depth: int) : Gen<Instr list> =
     if depth <= 0 then
         Gen.frequency leaves
     else
+        let body (k: int) = Gen.listOfLength k (genStep safe (depth - 1)) |> Gen.map List.concat
         let scope =
             gen {
                 let! n = Gen.elements scopeNames
                 let! k = Gen.choose (0, 4)
+                let! body = body k
+                return [ Scope(n, body) ]
+            }
+        let local =
+            gen {
+                let! n = Gen.elements localNames
+                let! k = Gen.choose (0, 3)
+                let! body = Gen.listOfLength k (genFree safe (depth - 1)) |> Gen.map List.concat
+                return [ Local(n, body) ]
+            }
+        let loop =
+            gen {
+                let! steps = Gen.choose (1, 3)
+                let! reverse = Gen.elements [ true; false ]
+                let! k = Gen.choose (0, 2)
+                let! body = body k
+                return [ Loop(steps, reverse, body) ]
+            }
+        let repeat =
+            gen {
+                let! times = Gen.choose (0, 3)
+                let! k = Gen.choose (0, 2)
+                let! body = body k
+                return [ While(times, body) ]
+            }
+        let branch =
+            gen {
+                let! pred = Gen.elements [ true; false ]
+                let! a = Gen.choose (0, 2) |> Gen.bind body
+                let! b = Gen.choose (0, 2) |> Gen.bind body
+                return [ Cond(pred, a, b) ]
+            }
+        Gen.frequency ((3, scope) :: (2, local) :: (1, loop) :: (1, repeat) :: (1, branch) :: leaves)
+
+/// One step inside a Local scope, where entries are read by relative name: Get, Put, Rng, Grad
+/// with respect to named entries, submodules (Scope) and nested scopes (Local).
+and genFree (safe: bool) (depth: int) : Gen<Instr list> =
+    let getWith n = genCtor |> Gen.map (fun c -> Get(n, Some c))
+    let leaves =
+        [ 5, gen {
+                let! n = genName
+                let! c =
+                    if safe then genCtor |> Gen.map Some
+                    else Gen.frequency [ 5, genCtor |> Gen.map Some; 1, Gen.constant None ]
+                return [ Get(n, c) ]
+             }
+          3, gen {
+                let! n = genName
+                let! v = if safe then Gen.frequency [ 4, Gen.choose (-3, 3) |> Gen.map VConst; 4, Gen.choose (1, 3) |> Gen.map VIncr ] else genValue
+                if safe then
+                    let! g = getWith n
+                    return [ g; Put(n, v) ]
+                else return [ Put(n, v) ]
+             }
+          2, Gen.choose (1, 4) |> Gen.map (fun k -> [ Rng k ])
+          2, gen {
+                let! k = Gen.choose (1, 2)
+                let! ns = Gen.listOfLength k genName |> Gen.map List.distinct
+                let! gets = if safe then Gen.collectToList getWith ns else Gen.constant []
+                let! t = if safe then Gen.elements ns else genName
+                return gets @ [ Grad(ns, GKey t, false) ]
+             } ]
+    if depth <= 0 then Gen.frequency leaves
+    else
+        let nested =
+            gen {
+                let! n = Gen.elements localNames
+                let! k = Gen.choose (0, 3)
+                let! body = Gen.listOfLength k (genFree safe (depth - 1)) |> Gen.map List.concat
+                return [ Local(n, body) ]
+            }
+        let sub =
+            gen {
+                let! n = Gen.elements scopeNames
+                let! k = Gen.choose (0, 3)
                 let! body = Gen.listOfLength k (genStep safe (depth - 1)) |> Gen.map List.concat
                 return [ Scope(n, body) ]
             }
-        Gen.frequency ((3, scope) :: leaves)
+        Gen.frequency ((2, nested) :: (2, sub) :: leaves)
 
 /// A program; safe ones (two in three) mostly succeed with create=true, risky ones often fail.
 let genProgram: Gen<Instr list> =
@@ -230,6 +318,20 @@ let rec shrinkProgram (prog: Instr list) : seq<Instr list> =
             | Scope(n, body) ->
                 for b in shrinkProgram body do
                     yield List.updateAt i (Scope(n, b)) prog
+            | Local(n, body) ->
+                for b in shrinkProgram body do
+                    yield List.updateAt i (Local(n, b)) prog
+            | Loop(k, r, body) ->
+                for b in shrinkProgram body do
+                    yield List.updateAt i (Loop(k, r, b)) prog
+            | While(k, body) ->
+                for b in shrinkProgram body do
+                    yield List.updateAt i (While(k, b)) prog
+            | Cond(p, a, b) ->
+                for a2 in shrinkProgram a do
+                    yield List.updateAt i (Cond(p, a2, b)) prog
+                for b2 in shrinkProgram b do
+                    yield List.updateAt i (Cond(p, a, b2)) prog
             | _ -> ()
     }
 
@@ -272,6 +374,18 @@ let rec pureInstr (instr: Instr) : Nj<Obs list> =
             return [ "putm " + String.Join(",", State.keys s), torch.zeros (1L) ]
         }
     | Scope(n, body) -> Prog.scope n (pureProgram body)
+    | Local(n, body) -> Prog.scope n (pureProgram body)
+    | Loop(steps, reverse, body) ->
+        let options = { ScanOptions.defaults with Reverse = reverse }
+        Prog.scanLength options (int64 steps) (fun (acc: Obs list) _ -> pureProgram body |> Prog.map (fun obs -> acc @ obs, stepOutput obs)) []
+        |> Prog.map (fun (acc, ys) -> acc @ [ "scan ys", ys ])
+    | While(times, body) ->
+        Prog.whileLoop
+            (fun (i: int, _: Obs list) -> Prog.ret (i < times))
+            (fun (i, acc) -> pureProgram body |> Prog.map (fun obs -> i + 1, acc @ obs))
+            (0, [])
+        |> Prog.map snd
+    | Cond(p, a, b) -> Prog.cond p (pureProgram a) (pureProgram b)
     | Rng k ->
         nj {
             let! g = Prog.rng
@@ -298,6 +412,11 @@ let rec pureInstr (instr: Instr) : Nj<Obs list> =
             let! l, ps, gs = Prog.grad loss [ t ]
             return gradObs l ps gs
         }
+
+/// What a scan step outputs: the sums of its observations, stacked (all steps observe alike).
+and stepOutput (obs: Obs list) : torch.Tensor =
+    if obs.IsEmpty then torch.zeros ([| 0L |], dtype = torch.float32)
+    else torch.stack (obs |> List.map (fun (_, t) -> t.detach().sum().to_type torch.float32) |> Array.ofList, 0L)
 
 and gradObs (l: torch.Tensor) (ps: State) (gs: State) : Obs list =
     let pk, pt = sums ps
@@ -341,6 +460,17 @@ type ProgModule(name: string) =
             this.PutM(State.map (fun _ t -> addc t d) s)
             log.Add("putm " + String.Join(",", State.keys s), torch.zeros (1L))
         | Scope(n, body) -> this.Sub(n, fun () -> ProgModule(null)).Run(body, log)
+        | Local(n, body) -> this.Scoped(n, fun () -> this.RunFree(body, log))
+        | Loop(steps, reverse, body) ->
+            let options = { ScanOptions.defaults with Reverse = reverse }
+            let acc, ys =
+                Nj.scanLength options (int64 steps) (fun (acc: Obs list) _ -> let obs = this.Collect body in acc @ obs, stepOutput obs) []
+            log.AddRange acc
+            log.Add("scan ys", ys)
+        | While(times, body) ->
+            let _, acc = Nj.whileLoop (fun (i: int, _: Obs list) -> i < times) (fun (i, acc) -> i + 1, acc @ this.Collect body) (0, [])
+            log.AddRange acc
+        | Cond(p, a, b) -> log.AddRange(Nj.cond p (fun () -> this.Collect a) (fun () -> this.Collect b) ())
         | Rng k -> log.Add("rng", torch.rand ([| int64 k |], generator = Nj.rng ()))
         | Grad(names, target, all) ->
             let t =
@@ -357,6 +487,40 @@ type ProgModule(name: string) =
                 acc
             let l, ps, gs = Nj.grad loss [ t ] ()
             log.AddRange(gradObs l ps gs)
+
+    /// Runs instructions and returns their observations (for loop and branch bodies).
+    member this.Collect(instrs: Instr list) : Obs list =
+        let log = ResizeArray()
+        this.Run(instrs, log)
+        List.ofSeq log
+
+    /// Runs instructions inside a name scope of this module: entries by relative name through
+    /// Nj.get/Nj.read/Nj.put, nested scopes through Nj.scope, submodules through Sub (which lands
+    /// under the scope).
+    member this.RunFree(instrs: Instr list, log: ResizeArray<Obs>) : unit =
+        for i in instrs do
+            match i with
+            | Get(n, None) -> log.Add("get " + n, Nj.read n)
+            | Get(n, Some(CConst c)) -> log.Add("get " + n, Nj.get n (fun () -> constant (shapeOf n) c))
+            | Get(n, Some CRand) -> log.Add("get " + n, Nj.get n (fun () -> torch.randn (shapeOf n, generator = Nj.rng ())))
+            | Put(n, VConst c) -> log.Add("put " + n, Nj.put n (constant (shapeOf n) c))
+            | Put(n, VWrongShape) -> log.Add("put " + n, Nj.put n (constant wrongShape 7))
+            | Put(n, VIncr c) ->
+                let cur = Nj.read n
+                log.Add("put " + n, Nj.put n (addc cur c))
+            | Rng k -> log.Add("rng", torch.rand ([| int64 k |], generator = Nj.rng ()))
+            | Grad(names, GKey t, false) ->
+                let target = Target.Key(Key.join (Nj.currentScope ()) t)
+                let loss () =
+                    let mutable acc = torch.zeros ([||], dtype = torch.float32)
+                    for n in names do
+                        acc <- acc.add ((Nj.read n).square().sum ())
+                    acc
+                let l, ps, gs = Nj.grad loss [ target ] ()
+                log.AddRange(gradObs l ps gs)
+            | Local(n, body) -> Nj.scope n (fun () -> this.RunFree(body, log))
+            | Scope(n, body) -> this.Sub(n, fun () -> ProgModule(null)).Run(body, log)
+            | other -> failwithf "not generated inside a Local scope: %A" other
 
 /// The impure function for a program: runs it on the module tree and returns the observations.
 let impureFn (root: ProgModule) (instrs: Instr list) : unit -> Obs list =
@@ -387,11 +551,28 @@ type Tally() =
     let mutable ok = 0
     let mutable failed = 0
     let kinds = Collections.Concurrent.ConcurrentDictionary<string, int>()
+    let composites = Collections.Concurrent.ConcurrentDictionary<string, int>()
     member _.Ok() = Threading.Interlocked.Increment(&ok) |> ignore
     member _.Failed() = Threading.Interlocked.Increment(&failed) |> ignore
     member _.Error(e: exn) = kinds.AddOrUpdate(e.GetType().Name, 1, fun _ n -> n + 1) |> ignore
     member _.Counts = ok, failed
     member _.Kinds = kinds.Keys |> Set.ofSeq
+    /// Records the composite instructions of a program that ran successfully.
+    member this.Succeeded(program: Instr list) =
+        let rec walk (instrs: Instr list) =
+            for i in instrs do
+                let note (k: string) = composites.AddOrUpdate(k, 1, fun _ n -> n + 1) |> ignore
+                match i with
+                | Scope(_, b) -> note "Scope"; walk b
+                | Local(_, b) -> note "Local"; walk b
+                | Loop(_, true, b) -> note "Loop reversed"; walk b
+                | Loop(_, false, b) -> note "Loop"; walk b
+                | While(_, b) -> note "While"; walk b
+                | Cond(_, a, b) -> note "Cond"; walk a; walk b
+                | _ -> ()
+        walk program
+    /// How many successful programs held each composite instruction.
+    member _.Composite(kind: string) = match composites.TryGetValue kind with | true, n -> n | _ -> 0
 
 /// Either both failed with the same exception type and message, or both succeeded with the
 /// same outcome. Returns the common outcome (or None when both failed).
@@ -421,7 +602,7 @@ let runImpure (opts: Options) (root: ProgModule) (instrs: Instr list) (state: St
 /// Flags for a second call: create off, modify/ignore free.
 type SecondFlags = { Modify: bool; Ignore: bool }
 
-type EquivCase = { Program: Instr list; Seed: int64; Second: SecondFlags }
+type EquivCase = { Program: Instr list; Seed: int64; Second: SecondFlags; Stream: bool }
 
 let genSeed = Gen.choose (0, 1_000_000) |> Gen.map int64
 
@@ -431,7 +612,8 @@ let genEquiv =
         let! seed = genSeed
         let! m = Gen.frequency [ 3, Gen.constant true; 1, Gen.constant false ]
         let! ig = Gen.frequency [ 3, Gen.constant false; 1, Gen.constant true ]
-        return { Program = p; Seed = seed; Second = { Modify = m; Ignore = ig } }
+        let! stream = Gen.frequency [ 3, Gen.constant false; 1, Gen.constant true ]
+        return { Program = p; Seed = seed; Second = { Modify = m; Ignore = ig }; Stream = stream }
     }
 
 let arbEquiv =
@@ -441,6 +623,10 @@ let arbEquiv =
 // Property 1: pure/impure equivalence
 
 let equivalence (tally: Tally) (c: EquivCase) : unit =
+    // With a random stream in the state (Options.withRngStream) the first call creates it and
+    // the second draws from it and advances it, in both interpretations alike.
+    let stream (o: Options) = if c.Stream then Options.withRngStream "rng" o else o
+    let optsOf seed create modify ignore = optsOf seed create modify ignore |> stream
     let opts1 = optsOf c.Seed true true false
     let root = ProgModule "m"
     let p1 = runPure opts1 c.Program State.empty
@@ -449,6 +635,7 @@ let equivalence (tally: Tally) (c: EquivCase) : unit =
     | None -> tally.Failed()
     | Some(p, i) ->
         tally.Ok()
+        tally.Succeeded c.Program
         let opts2 = optsOf c.Seed false c.Second.Modify c.Second.Ignore
         let p2 = runPure opts2 c.Program p.State
         // The same module tree runs again (as a model would), on the impure side's own state.
@@ -515,27 +702,49 @@ let purity (tally: Tally) (c: PurityCase) : unit =
 // Property 3: init
 
 /// The same program with every constant changed: it would create the same keys differently.
+/// The same program with the instructions inside every body (scopes, loops, branches) mapped too.
+let rec mapDeep (f: Instr -> Instr) (free: bool) (instrs: Instr list) : Instr list =
+    instrs
+    |> List.map (fun i ->
+        match f i with
+        | Scope(n, body) -> Scope(n, mapDeep f false body)
+        | Local(n, body) -> Local(n, mapDeep f true body)
+        | Loop(k, r, body) -> Loop(k, r, mapDeep f free body)
+        | While(k, body) -> While(k, mapDeep f free body)
+        | Cond(p, a, b) -> Cond(p, mapDeep f free a, mapDeep f free b)
+        | other -> other)
+
 let rec perturb (instrs: Instr list) : Instr list =
     instrs
-    |> List.map (function
+    |> mapDeep
+        (function
         | Get(n, Some(CConst c)) -> Get(n, Some(CConst(c + 10)))
         | Get(n, Some CRand) -> Get(n, Some(CConst 42))
         | Put(n, VConst c) -> Put(n, VConst(c + 10))
-        | Scope(n, body) -> Scope(n, perturb body)
         | i -> i)
+        false
 
 /// The same program with every gradient's loss reading its whole scope: otherwise a gradient
 /// with respect to a scope fails once entries it does not read exist (the program depends on the
-/// state), which would make init f (init f empty) fail for reasons unrelated to init.
+/// state), which would make init f (init f empty) fail for reasons unrelated to init. Inside
+/// Local scopes gradients target single keys and stay as they are.
 let rec readAll (instrs: Instr list) : Instr list =
     instrs
     |> List.map (function
         | Grad(ns, t, _) -> Grad(ns, t, true)
         | Scope(n, body) -> Scope(n, readAll body)
+        | Loop(k, r, body) -> Loop(k, r, readAll body)
+        | While(k, body) -> While(k, readAll body)
+        | Cond(p, a, b) -> Cond(p, readAll a, readAll b)
         | i -> i)
 
 let rec usesRand (instrs: Instr list) : bool =
-    instrs |> List.exists (function Get(_, Some CRand) -> true | Scope(_, body) -> usesRand body | _ -> false)
+    instrs
+    |> List.exists (function
+        | Get(_, Some CRand) -> true
+        | Scope(_, body) | Local(_, body) | Loop(_, _, body) | While(_, body) -> usesRand body
+        | Cond(_, a, b) -> usesRand a || usesRand b
+        | _ -> false)
 
 type InitCase = { F: Instr list; G: Instr list; SeedF: int64; SeedG: int64 }
 
@@ -774,6 +983,8 @@ let tests =
             Expect.isGreaterThan failed 30 "enough failing calls"
             let expectedKinds = set [ "KeyNotFoundException"; "InvalidOperationException"; "ArgumentException" ]
             Expect.isTrue (Set.isSubset expectedKinds tally.Kinds) (sprintf "the failures cover missing keys, flags and mismatches: %A" tally.Kinds)
+            for kind in [ "Scope"; "Local"; "Loop"; "Loop reversed"; "While"; "Cond" ] do
+                Expect.isGreaterThan (tally.Composite kind) 5 (sprintf "successful programs exercise %s" kind)
 
         testCase "purified calls leave their input alone and are deterministic" <| fun () ->
             let tally = Tally()

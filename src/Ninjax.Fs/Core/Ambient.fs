@@ -31,8 +31,19 @@ module Ambient =
 
     let private current = AsyncLocal<Frame>()
 
+    // The name scope entered outside any purified call (Nj.scope while building modules).
+    let private outside = AsyncLocal<string>()
+
     /// The innermost frame, or null outside any purified call.
     let tryCurrent () : Frame = current.Value
+
+    /// The current name scope: the innermost call's, or the one entered outside any call ("" is
+    /// the root). Entries resolve under it, and modules constructed by name take their paths
+    /// under it, as in ninjax.
+    let currentScope () : string =
+        match current.Value with
+        | null -> match outside.Value with null -> "" | s -> s
+        | f -> f.Env.Scope
 
     /// The language of the code calling Ninjax, for an error message: the current call's (free)
     /// inside a purified call, else found by walking the stack (error paths only).
@@ -106,3 +117,16 @@ module Ambient =
                 struct (value, frame.World)
             finally
                 pop frame)
+
+    /// Runs impure code in an absolute name scope: inside a call its entries resolve under it
+    /// (Prog.scopeAt), and anywhere the modules it constructs by name take their paths under it.
+    let inScope (path: string) (f: unit -> 'T) : 'T =
+        match current.Value with
+        | null ->
+            let before = outside.Value
+            outside.Value <- path
+            try
+                f ()
+            finally
+                outside.Value <- before
+        | _ -> exec (Prog.scopeAt path (ofImpure f))

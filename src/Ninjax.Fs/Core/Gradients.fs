@@ -34,7 +34,8 @@ type Gradient<'Aux> =
     {
         /// The value of the loss (detached unless a gradient encloses this one).
         Loss: torch.Tensor
-        /// The state entries differentiated with respect to, as they were.
+        /// The state entries differentiated with respect to, as the function left them (a write the
+        /// function made to a target is seen here).
         Params: State
         /// The gradients, keyed like Params.
         Grads: State
@@ -108,6 +109,24 @@ module internal Gradients =
                 | [] -> ""
             InvalidOperationException(sprintf "The gradient in %s failed in libtorch's backward pass: %s%s" env.Name detail cause, e) :> exn
 
+    /// gradFull in an abstract init (Nj.initShapes): the program runs once, without a graph, to
+    /// create its entries, and zeros of the targets' shapes stand in for the gradients.
+    let private shapesOnly (f: torch.Tensor list -> Nj<torch.Tensor * 'Aux>) (targets: Target list) (inputs: torch.Tensor list) (env: Env) (world: World) : struct (Gradient<'Aux> * World) =
+        use _noGrad = torch.no_grad ()
+        let struct ((loss, aux), after) = Monad.runIn { env with GradDepth = env.GradDepth + 1 } world (f inputs)
+        if isNull (box loss) then raise (InvalidOperationException "The differentiated function returned a null loss.")
+        let keys = targets |> List.collect (resolveTarget after.State) |> List.distinct
+        let entries = after.State.Entries
+        let result =
+            {
+                Loss = loss
+                Params = State.ofValidPairs (keys |> List.map (fun k -> k, entries.[k]))
+                Grads = State.ofValidPairs (keys |> List.map (fun k -> k, torch.zeros_like entries.[k]))
+                InputGrads = inputs |> List.map torch.zeros_like
+                Aux = aux
+            }
+        struct (result, after)
+
     /// Differentiates a program's scalar loss with respect to state entries and explicit tensor
     /// inputs. When the program may create entries, it first runs once with ignore on so that
     /// entries it creates exist (ninjax's prerun). Writes the program makes are kept (a counter
@@ -117,6 +136,7 @@ module internal Gradients =
         Nj(fun env world ->
             if targets.IsEmpty && inputs.IsEmpty then
                 raise (ArgumentException("Nothing to differentiate: give at least one target or input.", "targets"))
+            if env.ShapesOnly then shapesOnly f targets inputs env world else
             use _grad = torch.enable_grad true
             let nested = env.GradDepth > 0
             let world =
@@ -155,16 +175,29 @@ module internal Gradients =
                     let selected = targets |> List.collect (resolveTarget world.State) |> Set.ofList
                     let kept = paramLeaves |> List.filter (fun (k, _) -> selected.Contains k)
                     kept, List.map fst kept
-            for k in keys do
-                if not (after.Read.Contains k) then
-                    raise (
-                        InvalidOperationException(
-                            sprintf
-                                "Gradient with respect to state key '%s' was asked for, but the differentiated function never reads it. Keys it reads: %s.%s"
-                                k (if after.Read.IsEmpty then "none" else String.Join(", ", after.Read))
-                                " If it is state rather than a trainable parameter (a moving average, say), declare it a buffer in its module's constructor (DeclareBuffers) and target the module: Target.Module leaves buffers out."
+            let unread = keys |> List.filter (fun k -> not (after.Read.Contains k))
+            if not unread.IsEmpty then
+                // A key the function did not read this time may still be one it reads on another
+                // path: a branch of cond not taken (ninjax's grad counts what either branch
+                // reads). Run it once more, discarded, with every branch explored; a key it reads
+                // then gets a zero gradient, a key it never reads is an error.
+                let explored =
+                    try
+                        use _noGrad = torch.no_grad ()
+                        let explore = { inner with Flags = { Create = true; Modify = true; Ignore = true } }
+                        let struct (_, w) = Monad.runIn explore start (f inputLeaves)
+                        w.Read
+                    with _ -> Set.empty
+                for k in unread do
+                    if not (explored.Contains k) then
+                        raise (
+                            InvalidOperationException(
+                                sprintf
+                                    "Gradient with respect to state key '%s' was asked for, but the differentiated function never reads it. Keys it reads: %s.%s"
+                                    k (if after.Read.IsEmpty then "none" else String.Join(", ", after.Read))
+                                    " If it is state rather than a trainable parameter (a moving average, say), declare it a buffer in its module's constructor (DeclareBuffers) and target the module: Target.Module leaves buffers out."
+                            )
                         )
-                    )
             if isNull (box loss) then raise (InvalidOperationException "The differentiated function returned a null loss.")
             if loss.numel () <> 1L then
                 raise (
@@ -172,18 +205,22 @@ module internal Gradients =
                         sprintf "The differentiated function must return a scalar loss; it returned shape %s (%d elements)." (Text.shape loss) (loss.numel ())
                     )
                 )
-            if not loss.requires_grad then
+            if not (torch.is_floating_point loss || torch.is_complex loss) then
                 raise (
-                    InvalidOperationException(
-                        "The loss does not depend on any differentiated entry or input through operations autograd can follow (was it computed under no_grad or from detached values?)."
+                    ArgumentException(
+                        sprintf "The differentiated function must return a floating-point loss; it returned dtype %O. Convert it (loss.to_type(torch.float32)) or compute it from floating-point values." loss.dtype
                     )
                 )
             let leaves = (paramLeaves |> List.map snd) @ inputLeaves
-            let grads =
-                try
-                    backward loss (List.toArray leaves) nested
-                with e ->
-                    raise (backwardFailed env failuresBefore readsBefore e)
+            // A loss that does not depend on the targets (a constant, or computed from detached
+            // values) has zero gradients, as in JAX and ninjax.
+            let grads: torch.Tensor[] =
+                if not loss.requires_grad then Array.zeroCreate leaves.Length
+                else
+                    try
+                        backward loss (List.toArray leaves) nested
+                    with e ->
+                        raise (backwardFailed env failuresBefore readsBefore e)
             let gradAt i (leaf: torch.Tensor) =
                 let g = grads.[i]
                 if isNull (box g) || g.IsInvalid then torch.zeros_like leaf else g
@@ -206,7 +243,8 @@ module internal Gradients =
             let result =
                 {
                     Loss = (if nested then loss else loss.detach())
-                    Params = State(keys |> List.fold (fun (m: Map<_, _>) k -> m.Add(k, world.State.Entries.[k])) Map.empty)
+                    // As the function left them (ninjax's grad returns the targets after its writes).
+                    Params = State(keys |> List.fold (fun (m: Map<_, _>) k -> m.Add(k, final.[k])) Map.empty)
                     Grads = State(Map.ofList paramGrads)
                     InputGrads = inputGrads
                     Aux = aux

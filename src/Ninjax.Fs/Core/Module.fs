@@ -45,13 +45,14 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
             let slot = stack.Peek()
             slot.Taken <- true
             slot.Path
-        elif stack.Count > 0 then
+        elif isNull name && stack.Count > 0 then
             raise (
                 InvalidOperationException(
                     sprintf
-                        "A %s named '%s' was constructed while '%s' was being built, without going through Sub. Create submodules with %s so they are scoped under their parent."
-                        (this.GetType().Name) name (stack.Peek().Path)
+                        "A %s without a name was constructed while '%s' was being built. Create submodules with %s, or give it a name to place it under '%s'."
+                        (this.GetType().Name) (stack.Peek().Path)
                         (Text.code (Ambient.language ()) "this.Sub(\"name\", fun () -> ...)" "Sub(\"name\", () => new ...)")
+                        (Ambient.currentScope ())
                 )
             )
         elif isNull name then
@@ -66,8 +67,10 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
                 )
             )
         else
+            // Constructed by name: under the current name scope, as in ninjax (the root, a scope
+            // entered with Nj.scope or Scoped, or the module Sub is building).
             Key.validateName name
-            name
+            Key.join (Ambient.currentScope ()) name
 
     let children = Dictionary<string, Module>()
 
@@ -196,11 +199,20 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
         Dictionary<string, EntryKind>(kinds |> Seq.map (fun (k, v) -> KeyValuePair(k, v)), StringComparer.Ordinal)
 
     /// The submodule <paramref name="name"/>, constructed by <paramref name="make"/> on first use
-    /// with the path <c>Path/name</c>. Works in the constructor and inline in methods.
+    /// with the path <c>Path/name</c>, or <c>Path/scope/name</c> inside a scope of this module
+    /// (<see cref="Scoped"/>). Works in the constructor and inline in methods; the child's
+    /// constructor runs in the child's scope.
     member _.Sub<'M when 'M :> Module>(name: string, make: Func<'M>) : 'M =
         Key.validateName name
+        // Inside one of this module's scopes (ninjax's method scopes) the child goes under it and
+        // is remembered by its path relative to this module.
+        let scope = Ambient.currentScope ()
+        let handle, childPath =
+            if scope = path then name, path + "/" + name
+            elif Key.isUnder path scope then scope.Substring(path.Length + 1) + "/" + name, scope + "/" + name
+            else name, path + "/" + name
         lock children (fun () ->
-            match children.TryGetValue name with
+            match children.TryGetValue handle with
             | true, existing ->
                 match existing with
                 | :? 'M as m -> m
@@ -211,13 +223,15 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
                         )
                     )
             | _ ->
-                if isNull make then raise (ArgumentNullException("make", sprintf "Submodule '%s/%s' does not exist yet; give a constructor." path name))
-                let slot = PendingSub(path + "/" + name)
+                if isNull make then raise (ArgumentNullException("make", sprintf "Submodule '%s' does not exist yet; give a constructor." childPath))
+                let slot = PendingSub(childPath)
                 let stack = Construction.Stack
                 stack.Push slot
                 let made =
                     try
-                        make.Invoke()
+                        // ninjax builds a module in its own scope: what its constructor makes by
+                        // name goes under it.
+                        Ambient.inScope childPath make.Invoke
                     finally
                         stack.Pop() |> ignore
                 if isNull (box made) then raise (InvalidOperationException(sprintf "The constructor of submodule '%s' returned null." slot.Path))
@@ -227,9 +241,39 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
                             sprintf "The constructor given to Sub for '%s' must construct the module itself; it returned '%s'." slot.Path made.Path
                         )
                     )
-                children.[name] <- made
-                declarations.AddChild(name, Declarations.Of made)
+                children.[handle] <- made
+                // A child made inside a scope of this module (handle scope/name) is declared under
+                // that scope, so its declarations are found by its path.
+                let segments = handle.Split '/'
+                let parent = segments |> Array.take (segments.Length - 1) |> Array.fold (fun (d: Declarations) seg -> d.Scope seg) declarations
+                parent.AddChild(name, Declarations.Of made)
                 made)
+
+    /// Runs <paramref name="f"/> in this module's name scope, as ninjax runs every method of a
+    /// module: modules it constructs by name, and entries it reads and writes by relative name
+    /// (Nj.get, Nj.scope), go under <c>Path</c>. Inside purified calls and in constructors.
+    member _.Scoped(f: Func<'T>) : 'T =
+        if isNull f then raise (ArgumentNullException("f"))
+        Ambient.inScope path f.Invoke
+
+    /// Runs <paramref name="f"/> in the scope <c>Path/name</c> (ninjax's method scope,
+    /// <c>@nj.scope('name')</c> on a method): submodules made there with Sub, modules constructed
+    /// by name and entries read by relative name go under it (<c>foo/method2/sub2/...</c>).
+    member _.Scoped(name: string, f: Func<'T>) : 'T =
+        if isNull f then raise (ArgumentNullException("f"))
+        Key.validate name
+        Ambient.inScope (path + "/" + name) f.Invoke
+
+    /// Runs <paramref name="f"/> in this module's name scope (see the overload returning a value).
+    member _.Scoped(f: Action) : unit =
+        if isNull f then raise (ArgumentNullException("f"))
+        Ambient.inScope path f.Invoke
+
+    /// Runs <paramref name="f"/> in the scope <c>Path/name</c> (see the overload returning a value).
+    member _.Scoped(name: string, f: Action) : unit =
+        if isNull f then raise (ArgumentNullException("f"))
+        Key.validate name
+        Ambient.inScope (path + "/" + name) f.Invoke
 
     /// Shows the type and path.
     override _.ToString() = sprintf "%s(%s)" (this.GetType().Name) path
@@ -249,3 +293,87 @@ type Variable(make: Func<torch.Tensor>, [<Optional; DefaultParameterValue(null: 
     member this.Write(value: torch.Tensor) : torch.Tensor =
         this.Value("value", make) |> ignore
         this.Write("value", value)
+
+/// A module holding a structured value (ninjax's Tree): an F# record, tuple, array, list or map, a
+/// State, a C# record or tuple, nested as deep as needed, whose tensors are entries under the
+/// module's path, named by their place in the value (<c>Path/mu/0</c>, <c>Path/count</c>). Read
+/// builds the value from the state; Write stores a value of the same structure (the same
+/// containers with the same names; every tensor its entry's shape and dtype).
+[<AllowNullLiteral>]
+type Tree<'T>(make: Func<'T>, [<Optional; DefaultParameterValue(null: string)>] name: string) =
+    inherit Module(name)
+
+    do
+        if isNull make then
+            raise (ArgumentNullException("make", "A Tree needs a function that makes its initial value."))
+
+    // The structure and the entries' absolute keys, learnt from the first value made.
+    let mutable def: TreeDef = null
+    let mutable keys: string[] = null
+
+    /// The entries' values in flatten's order, created from a value made by make when missing.
+    /// make runs when the structure is not known yet or an entry is missing; when every entry
+    /// exists, what make did (randomness drawn, entries read) is discarded, so the call's outcome
+    /// does not depend on whether this module object has run before.
+    member private this.Entries() : torch.Tensor[] =
+        let path = this.Path
+        let readAll (keys: string[]) : Nj<torch.Tensor[]> =
+            Nj(fun env world ->
+                let values = Array.zeroCreate keys.Length
+                let mutable w = world
+                for i in 0 .. keys.Length - 1 do
+                    let struct (v, w1) = Monad.runIn env w (Prog.getKey keys.[i] None)
+                    values.[i] <- v
+                    w <- w1
+                struct (values, w))
+        Ambient.exec (
+            Nj(fun env world ->
+                let known = keys
+                if not (isNull known) && known |> Array.forall world.State.Entries.ContainsKey then
+                    Monad.runIn env world (readAll known)
+                else
+                    let struct (value, after) = Monad.runIn env world (Ambient.ofImpure make.Invoke)
+                    let pairs, made =
+                        try
+                            Containers.flatten (box value)
+                        with :? ArgumentException as e ->
+                            raise (ArgumentException(sprintf "The initial value of Tree '%s' cannot be stored: %s" path e.Message, "make", e))
+                    if not (isNull def) && not (made.Equals def) then
+                        raise (
+                            InvalidOperationException(
+                                sprintf "Tree '%s' was made with the structure %O before and %O now (%s): make must return the same structure every time." path def made (Containers.difference def made)
+                            )
+                        )
+                    let absolute = pairs |> Array.map (fun (k, _) -> path + "/" + k)
+                    def <- made
+                    keys <- absolute
+                    if absolute |> Array.forall world.State.Entries.ContainsKey then Monad.runIn env world (readAll absolute)
+                    else Monad.runIn env after (Prog.getMany absolute (fun i -> snd pairs.[i])))
+        )
+
+    /// The structure of the value, once the module has read or written it; null before.
+    member _.Structure: TreeDef = def
+
+    /// Reads the value, creating its entries from make on first use.
+    member this.Read() : 'T =
+        let values = this.Entries()
+        Containers.unflattenInOrder def values :?> 'T
+
+    /// Writes a value of the same structure; returns it. ArgumentException naming where the
+    /// structure differs, or the key whose shape or dtype differs.
+    member this.Write(value: 'T) : 'T =
+        let pairs, written =
+            try
+                Containers.flatten (box value)
+            with :? ArgumentException as e ->
+                raise (ArgumentException(sprintf "Cannot write Tree '%s': %s" this.Path e.Message, "value", e))
+        this.Entries() |> ignore
+        if not (written.Equals def) then
+            raise (
+                ArgumentException(
+                    sprintf "Cannot write Tree '%s': it holds %O, the value has the structure %O (%s). A write must keep the structure." this.Path def written (Containers.difference def written),
+                    "value"
+                )
+            )
+        Ambient.exec (Prog.putMany (Array.map2 (fun k (_, t) -> k, t) keys pairs))
+        value

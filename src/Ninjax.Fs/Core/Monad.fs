@@ -90,6 +90,9 @@ type Env =
         Donation: Donation
         /// What the call records about itself (reads and their versions, backward failures).
         Log: CallLog
+        /// True in an abstract init (Nj.initShapes): the call runs only to learn which entries it
+        /// creates, so gradients are not computed (zeros of the targets' shapes stand in).
+        ShapesOnly: bool
     }
 
 /// What a program threads from step to step: the state and the bookkeeping about it.
@@ -221,6 +224,10 @@ module internal Monad =
     /// that differ by the SplitMix increment do not share streams.
     let private mix (seed: int64) (draw: int64) : uint64 =
         finalize (finalize (uint64 seed) + uint64 (draw + 1L) * 0x9E3779B97F4A7C15UL)
+
+    /// A seed derived from another and an index (JAX's fold_in): a stream of its own for each
+    /// index, such as a loop's iterations.
+    let derive (seed: uint64) (index: int64) : uint64 = mix (int64 seed) index
 
     /// The seed of the next random generator, derived from the call's seed and a counter.
     let rngSeed: Nj<uint64> =

@@ -33,8 +33,21 @@ module Nj =
     /// initWith with a seed, the common case: <c>Nj.init 0L model.Train State.empty (x, y)</c>.
     let init (seed: int64) (f: 'A -> 'B) : State -> 'A -> State = initWith (Options.seeded seed) f
 
+    /// The shapes and dtypes init would create, without the training step (JAX's eval_shape): a
+    /// State of meta-device tensors, which hold no memory, for Checkpoint.loadInto or a summary.
+    /// The function runs once as in init but without gradients; tensor arguments on the meta
+    /// device stand for inputs of their shape (<c>torch.empty([| 1L; 64L |], device = torch.META)</c>).
+    let initShapesWith (opts: Options) (f: 'A -> 'B) : State -> 'A -> State = Purify.initShapes (Options.namedAfter f opts) (lift f)
+
+    /// initShapesWith with a seed: <c>Nj.initShapes 0L model.Train State.empty (x, y)</c>.
+    let initShapes (seed: int64) (f: 'A -> 'B) : State -> 'A -> State = initShapesWith (Options.seeded seed) f
+
     /// A fresh random generator derived from the call's seed and a counter (ninjax's rng/seed).
     let rng () : torch.Generator = Ambient.exec Prog.rng
+
+    /// A fresh random generator when the call has a seed, None otherwise (ninjax's
+    /// seed(optional=True)).
+    let tryRng () : torch.Generator option = Ambient.exec Prog.tryRng
 
     /// True while the current call may create entries (ninjax's creating).
     let creating () : bool = Ambient.exec Prog.creating
@@ -51,8 +64,15 @@ module Nj =
     /// Writes an entry relative to the current scope.
     let put (name: string) (value: torch.Tensor) : torch.Tensor = Ambient.exec (Prog.put name value)
 
-    /// Runs impure code one scope deeper.
-    let scope (name: string) (f: unit -> 'T) : 'T = Ambient.exec (Prog.scope name (Ambient.ofImpure f))
+    /// Runs impure code one name scope deeper (ninjax's scope): entries it reads and writes by
+    /// relative name, and modules it constructs by name, go under <paramref name="name"/>. Works
+    /// inside purified calls and outside them, while building modules.
+    let scope (name: string) (f: unit -> 'T) : 'T =
+        Key.validate name
+        Ambient.inScope (Key.join (Ambient.currentScope ()) name) f
+
+    /// The current name scope ("" at the root).
+    let currentScope () : string = Ambient.currentScope ()
 
     /// Gradient of an impure scalar loss with respect to targets: <c>loss, params, grads</c>.
     let grad (f: 'A -> torch.Tensor) (targets: Target list) : 'A -> torch.Tensor * State * State =
@@ -65,6 +85,12 @@ module Nj =
     /// Gradient with respect to state targets and explicit tensor inputs at once.
     let gradFull (f: torch.Tensor list -> torch.Tensor * 'Aux) (targets: Target list) (inputs: torch.Tensor list) : Gradient<'Aux> =
         Ambient.exec (Prog.gradFull (lift f) targets inputs)
+
+    /// Gradient with respect to arguments by position (ninjax's <c>grad(f, [0, 2])</c>): the
+    /// elements of a tuple argument are numbered from 0, a single tensor is position 0. Returns
+    /// the loss, the tensors at those positions and their gradients.
+    let gradArgs (argnums: int list) (f: 'A -> torch.Tensor) : 'A -> torch.Tensor * torch.Tensor list * torch.Tensor list =
+        fun arg -> Ambient.exec (Prog.gradArgs argnums (lift f) arg)
 
     /// Calls one of two functions on <paramref name="arg"/>; while creating, both run first so
     /// the state holds both branches' entries (ninjax's cond).
@@ -80,7 +106,20 @@ module Nj =
     let scan (step: 'C -> torch.Tensor -> 'C * torch.Tensor) (carry: 'C) (xs: torch.Tensor) : 'C * torch.Tensor =
         scanAxis 0 step carry xs
 
-    /// Repeats a body while a condition holds, threading a carry and the state.
+    /// scan with options (ninjax's scan(..., reverse=True, axis=...)): <c>Nj.scanWith
+    /// (ScanOptions.defaults |> ScanOptions.reversed) step carry xs</c> loops from the last slice
+    /// to the first; the outputs keep the order of xs.
+    let scanWith (options: ScanOptions) (step: 'C -> torch.Tensor -> 'C * torch.Tensor) (carry: 'C) (xs: torch.Tensor) : 'C * torch.Tensor =
+        Ambient.exec (Prog.scanWith options (fun c x -> Ambient.ofImpure (fun () -> step c x)) carry xs)
+
+    /// Loops a step <paramref name="length"/> times without xs (ninjax's scan with a length and
+    /// no xs): the step gets the carry and its index (0 to length - 1), and its outputs are stacked
+    /// in index order, whichever direction the options give.
+    let scanLength (options: ScanOptions) (length: int64) (step: 'C -> int64 -> 'C * torch.Tensor) (carry: 'C) : 'C * torch.Tensor =
+        Ambient.exec (Prog.scanLength options length (fun c i -> Ambient.ofImpure (fun () -> step c i)) carry)
+
+    /// Repeats a body while a condition holds, threading a carry and the state, with fresh
+    /// randomness per iteration.
     let whileLoop (condition: 'C -> bool) (body: 'C -> 'C) (carry: 'C) : 'C =
         Ambient.exec (Prog.whileLoop (lift condition) (lift body) carry)
 

@@ -63,6 +63,20 @@ type internal Declarations() =
                     true)
         if added then Declarations.Changed()
 
+    /// The declarations of a name scope inside the owner (Module.Scoped), created on first use,
+    /// so that submodules made in it are found by their path.
+    member internal _.Scope(name: string) : Declarations =
+        let made, scope =
+            lock children (fun () ->
+                match children.TryGetValue name with
+                | true, existing -> false, existing
+                | _ ->
+                    let created = Declarations()
+                    children.[name] <- created
+                    true, created)
+        if made then Declarations.Changed()
+        scope
+
     /// Declares every entry under the owner optimizer state (the Optimizer does).
     member _.DeclareOptimizerState() =
         if not optimizerState then

@@ -228,6 +228,67 @@ module Prog =
     /// the purified call returns.
     let rng: Nj<torch.Generator> = Monad.rng
 
+    /// Like rng, but None when the call has no seed (ninjax's seed(optional=True)), for code
+    /// that randomizes only when it can.
+    let tryRng: Nj<torch.Generator option> =
+        Nj(fun env world ->
+            match env.Seed with
+            | None -> struct (None, world)
+            | Some _ ->
+                let struct (g, w) = Monad.runIn env world Monad.rng
+                struct (Some g, w))
+
+    /// Runs a program with its randomness drawn from a stream kept in the state (as Flax NNX keeps
+    /// its RNG count as state): the entries <c>key/seed</c> and <c>key/count</c> (int64 scalars).
+    /// The program's generators derive from the seed and the count, and the count goes up by one
+    /// when the program ends (when the call may modify: not under init or modify=false), so calls
+    /// in a loop that passes each state to the next draw fresh randomness, and the same state
+    /// always gives the same draws. When the entries are missing and the call may create, they
+    /// are created from the call's seed (required then) with count 0; once the stream exists, it
+    /// alone decides the randomness (a seed given to the call is not used).
+    let withRngStream (key: string) (Nj m: Nj<'T>) : Nj<'T> =
+        Key.validate key
+        let seedKey, countKey = key + "/seed", key + "/count"
+        Nj(fun env world ->
+            let start =
+                Nj(fun env w ->
+                    match env.Seed with
+                    | Some s -> struct (torch.tensor s, w)
+                    | None ->
+                        raise (
+                            InvalidOperationException(
+                                sprintf
+                                    "%s starts a random stream at state key '%s' but has no seed to start it from: pass a seed to the call that creates it (%s)."
+                                    env.Name key (Text.code env.Language "Nj.init 0L f, or Options.seeded 0L" "seed: 0")
+                            )
+                        ))
+            if not env.Flags.Create && not (world.State.Entries.ContainsKey seedKey && world.State.Entries.ContainsKey countKey) then
+                raise (
+                    Collections.Generic.KeyNotFoundException(
+                        sprintf
+                            "%s draws from the random stream '%s', but the state has no '%s' and '%s' and the call may not create them (%s). Create the stream with %s."
+                            env.Name key seedKey countKey (Errors.flagText env.Language env.Flags)
+                            (Text.code env.Language "Nj.initWith (Options.seeded 0L |> Options.withRngStream \"rng\") f" "Nj.Init(f, rngStream: \"rng\")(state, seed: 0)")
+                    )
+                )
+            let struct (seed, w1) = runIn env world (getKey seedKey (Some start))
+            let struct (count, w2) = runIn env w1 (getKey countKey (Some(Nj(fun _ w -> struct (torch.tensor 0L, w)))))
+            for k, t in [ seedKey, seed; countKey, count ] do
+                if t.dtype <> torch.int64 || t.numel () <> 1L then
+                    raise (
+                        InvalidOperationException(
+                            sprintf "The random stream entry '%s' holds shape %s dtype %O; a stream keeps an int64 scalar there. Was the key used for something else?" k (Text.shape t) t.dtype
+                        )
+                    )
+            let c = count.ToInt64()
+            let inner = { env with Seed = Some(int64 (Monad.derive (uint64 (seed.ToInt64())) c)) }
+            let struct (value, w3) = m inner { w2 with Draws = 0L }
+            let w3 = { w3 with Draws = w2.Draws }
+            if env.Flags.Modify && not env.Flags.Ignore then
+                let struct (_, w4) = runIn env w3 (putKey countKey (torch.tensor (c + 1L, device = count.device)))
+                struct (value, w4)
+            else struct (value, w3))
+
     // ---------------------------------------------------------------------------------------
     // Gradients (Gradients.fs)
 
@@ -245,6 +306,52 @@ module Prog =
     /// Like grad, for a program that returns an auxiliary value beside the loss.
     let gradAux (lossAux: Nj<torch.Tensor * 'Aux>) (targets: Target list) : Nj<torch.Tensor * State * State * 'Aux> =
         Gradients.gradAux lossAux targets
+
+    /// Differentiates a scalar loss with respect to the tensors at positions of its argument
+    /// (ninjax's grad with argument numbers, <c>nj.grad(f, [0, 2])(x, y, z)</c>): the elements of
+    /// a tuple argument are numbered from 0, a single tensor argument is position 0. Returns the
+    /// loss, the tensors at those positions and their gradients, both in the order of
+    /// <paramref name="argnums"/>. Writes the loss makes are kept, as in grad.
+    let gradArgs (argnums: int list) (f: 'A -> Nj<torch.Tensor>) (arg: 'A) : Nj<torch.Tensor * torch.Tensor list * torch.Tensor list> =
+        Nj(fun env world ->
+            let o = box arg
+            let parts, rebuild =
+                match o with
+                | null -> raise (ArgumentNullException("arg", "gradArgs needs an argument holding the tensors to differentiate."))
+                | :? torch.Tensor as t -> [| box t |], (fun (ps: obj[]) -> unbox<'A> ps.[0])
+                | _ when Microsoft.FSharp.Reflection.FSharpType.IsTuple(o.GetType()) ->
+                    let codec = (Containers.codecOf (o.GetType())).Value
+                    let names = codec.Names o
+                    codec.Parts o, (fun ps -> codec.Build names ps :?> 'A)
+                | _ ->
+                    raise (
+                        ArgumentException(
+                            sprintf "%s numbers the arguments of a function of several arguments, or takes a single tensor; it got a %s. Differentiate with respect to tensors of other shapes with %s."
+                                (Text.code env.Language "Nj.gradArgs" "Nj.GradArgs") (o.GetType().Name) (Text.code env.Language "Nj.gradFull" "Nj.GradInputs"),
+                            "arg"
+                        )
+                    )
+            if argnums.IsEmpty then raise (ArgumentException("Give at least one argument position to differentiate with respect to.", "argnums"))
+            if List.distinct argnums <> argnums then
+                raise (ArgumentException(sprintf "Argument positions [%s] repeat a position." (String.Join(", ", argnums)), "argnums"))
+            for i in argnums do
+                if i < 0 || i >= parts.Length then
+                    raise (ArgumentOutOfRangeException("argnums", i, sprintf "Argument position %d is out of range: the function has %d argument%s (positions 0 to %d)." i parts.Length (if parts.Length = 1 then "" else "s") (parts.Length - 1)))
+                match parts.[i] with
+                | :? torch.Tensor -> ()
+                | p ->
+                    raise (
+                        ArgumentException(
+                            sprintf "Argument %d is a %s, not a tensor: only tensors can be differentiated." i (if isNull p then "null" else p.GetType().Name),
+                            "argnums"
+                        )
+                    )
+            let inputs = argnums |> List.map (fun i -> parts.[i] :?> torch.Tensor)
+            let withLeaves (leaves: torch.Tensor list) : Nj<torch.Tensor * unit> =
+                let ps = Array.copy parts
+                List.iter2 (fun i (leaf: torch.Tensor) -> ps.[i] <- box leaf) argnums leaves
+                f (rebuild ps) |> Monad.map (fun loss -> loss, ())
+            Monad.runIn env world (Gradients.gradFull withLeaves [] inputs |> Monad.map (fun g -> g.Loss, inputs, g.InputGrads)))
 
     // ---------------------------------------------------------------------------------------
     // Control flow (ControlFlow.fs)
@@ -264,9 +371,20 @@ module Prog =
     let scan (step: 'C -> torch.Tensor -> Nj<'C * torch.Tensor>) (carry: 'C) (xs: torch.Tensor) (axis: int) : Nj<'C * torch.Tensor> =
         ControlFlow.scan step carry xs axis
 
+    /// scan with options: the axis, and Reverse to loop from the last step to the first (the
+    /// outputs keep the order of xs; step i has the same randomness in either direction).
+    let scanWith (options: ScanOptions) (step: 'C -> torch.Tensor -> Nj<'C * torch.Tensor>) (carry: 'C) (xs: torch.Tensor) : Nj<'C * torch.Tensor> =
+        ControlFlow.scanWith options step carry xs
+
+    /// Loops a step a number of times without xs (ninjax's scan with a length): the step gets
+    /// the carry and its index; the outputs are stacked along the options' axis in index order.
+    let scanLength (options: ScanOptions) (length: int64) (step: 'C -> int64 -> Nj<'C * torch.Tensor>) (carry: 'C) : Nj<'C * torch.Tensor> =
+        ControlFlow.scanLength options length step carry
+
     /// Repeats a body while a condition holds, threading a carry and the state (JAX's
-    /// while_loop). While creating, the body first runs once with ignore on, so its entries
-    /// exist even if the condition is false from the start.
+    /// while_loop), with fresh randomness per iteration (from one seed for the loop and the
+    /// iteration's index). While creating, the body first runs once with ignore on, so its
+    /// entries exist even if the condition is false from the start.
     let whileLoop (condition: 'C -> Nj<bool>) (body: 'C -> Nj<'C>) (carry: 'C) : Nj<'C> = ControlFlow.whileLoop condition body carry
 
     // ---------------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ type Options =
         /// The language of the code that purifies, so that error messages show the API in the form
         /// it writes (the C# facade sets CSharp).
         Language: Language
+        /// The state key of a random stream to draw randomness from (Options.withRngStream), or
+        /// None to derive it from Seed alone.
+        RngStream: string option
     }
 
 /// Building options.
@@ -42,7 +45,7 @@ module Options =
 
     /// No seed, default flags, not nested.
     let defaults =
-        { Seed = None; Create = None; Modify = None; Ignore = None; Nested = false; Donate = false; Name = null; Language = Language.FSharp }
+        { Seed = None; Create = None; Modify = None; Ignore = None; Nested = false; Donate = false; Name = null; Language = Language.FSharp; RngStream = None }
 
     /// Default options with a seed.
     let seeded (seed: int64) = { defaults with Seed = Some seed }
@@ -69,6 +72,14 @@ module Options =
 
     /// Names the function for error messages.
     let named (name: string) (o: Options) = { o with Name = name }
+
+    /// Draws the call's randomness from a stream kept in the state under <paramref name="key"/>
+    /// (<c>key/seed</c>, <c>key/count</c>; see Prog.withRngStream): each call that may modify
+    /// advances it, so a training loop gets fresh randomness every step while every call stays a
+    /// function of its state. The call that creates the stream (Nj.init) starts it from its seed.
+    let withRngStream (key: string) (o: Options) =
+        Key.validate key
+        { o with RngStream = Some key }
 
     /// Sets the language error messages use to show the API (the C# facade sets CSharp).
     let withLanguage (language: Language) (o: Options) = { o with Language = language }
@@ -350,7 +361,8 @@ module Purify =
             let log = CallLog(if isNull outer then null else outer.Env.Log)
             let env =
                 {
-                    Scope = ""
+                    // Purification does not change the name scope (ninjax's scope is global).
+                    Scope = Ambient.currentScope ()
                     Flags = flags
                     Seed = opts.Seed
                     Name = name
@@ -359,6 +371,7 @@ module Purify =
                     Disposables = ResizeArray()
                     Donation = donation
                     Log = log
+                    ShapesOnly = not (isNull outer) && outer.Env.ShapesOnly
                 }
             let world0 = { State = state; Draws = 0L; Read = Set.empty; Modified = Set.empty; Created = Set.empty }
             // What earlier calls handed out and the caller has dropped since: collect it if it is much.
@@ -368,6 +381,7 @@ module Purify =
             try
                 try
                     let struct (output, world) =
+                        let program = match opts.RngStream with Some key -> Prog.withRngStream key program | None -> program
                         try
                             Prog.runIn env world0 program
                         with failure when isNull donation ->
@@ -432,3 +446,38 @@ module Purify =
     let init (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State =
         let opts = { Options.namedAfter f opts with Create = Some true; Modify = Some true; Ignore = Some true }
         fun state arg -> (run opts (f arg) state).State
+
+    /// The entries init would create, as shapes and dtypes only (JAX's eval_shape): a State of
+    /// tensors on the meta device, which hold no memory. The program runs once, as init does, but
+    /// gradients are not computed (zeros stand in) and tensor arguments on the meta device stand
+    /// for inputs of their shape (they become zeros on the CPU for the run), so an example's shape
+    /// is all it needs. The real tensors the run made are freed. Checkpoint.loadInto accepts the
+    /// result as the expected structure.
+    let initShapes (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State =
+        let opts = { Options.namedAfter f opts with Create = Some true; Modify = Some true; Ignore = Some true }
+        fun state arg ->
+            if isNull state then
+                raise (ArgumentNullException("state", sprintf "Pass a state (%s to start from nothing)." (Text.code opts.Language "State.empty" "States.Empty")))
+            let made = ResizeArray<torch.Tensor>()
+            let stand (t: torch.Tensor) =
+                if t.device_type = DeviceType.META then
+                    let z = torch.zeros(Array.init (int t.Dimensions) (fun i -> t.size i), dtype = t.dtype)
+                    made.Add z
+                    z
+                else t
+            try
+                let arg = Containers.mapTensors stand (box arg) :?> 'A
+                let (Nj m) = f arg
+                let program = Nj(fun env world -> m { env with ShapesOnly = true } world)
+                let outcome = run opts program state
+                let shapes =
+                    outcome.State
+                    |> State.toSeq
+                    |> Seq.map (fun (k, t) -> k, (if t.device_type = DeviceType.META then t else t.``to`` torch.META))
+                    |> Array.ofSeq
+                for k in outcome.Created do
+                    outcome.State.[k].Dispose()
+                State.ofValidPairs shapes
+            finally
+                for z in made do
+                    z.Dispose()

@@ -324,15 +324,26 @@ module Checkpoint =
                     "state"
                 )
             )
+        let caller = Caller.fromStack ()
         let unusable =
             State.toSeq state
             |> Seq.choose (fun (k, t) ->
                 if t.IsInvalid then Some(sprintf "'%s' (a disposed tensor)" k)
-                elif t.device_type = DeviceType.META then Some(sprintf "'%s' (on the meta device, which holds no data)" k)
+                elif t.device_type = DeviceType.META then
+                    Some(sprintf "'%s' (on the meta device: shapes only, as %s returns, no values)" k (Text.code caller "Nj.initShapes" "Nj.InitShapes"))
                 else None)
             |> List.ofSeq
         if not unusable.IsEmpty then
-            raise (ArgumentException(sprintf "Cannot save to '%s': these entries hold no data to write: %s." path (String.concat ", " unusable), "state"))
+            raise (
+                ArgumentException(
+                    sprintf
+                        "Cannot save to '%s': these entries hold no data to write: %s. Save a state that holds values (from %s or training)."
+                        path
+                        (unusable |> List.truncate 5 |> String.concat ", ")
+                        (Text.code caller "Nj.init" "Nj.Init"),
+                    "state"
+                )
+            )
         let unsupported =
             State.toSeq state
             |> Seq.filter (fun (_, t) -> not (nameOfDtype.ContainsKey t.dtype))
@@ -720,8 +731,9 @@ module Checkpoint =
         readTensors path file h (fun _ -> torch.CPU), h.Metadata
 
     /// Loads a checkpoint that must fit an expected state (for example the result of
-    /// <c>Nj.init</c>): the same keys, shapes and dtypes. Each tensor is placed on the device of
-    /// the expected entry. When anything differs, CheckpointMismatchException lists every problem
+    /// <c>Nj.init</c>, or of <c>Nj.initShapes</c>, which computes nothing): the same keys, shapes
+    /// and dtypes. Each tensor is placed on the device of the expected entry (the CPU for an entry
+    /// that holds a shape only). When anything differs, CheckpointMismatchException lists every problem
     /// and nothing is loaded.
     let loadInto (expected: State) (path: string) : State * CheckpointMetadata =
         if isNull (box expected) then
@@ -731,4 +743,8 @@ module Checkpoint =
         let problems = h.Entries |> Seq.map (fun (e, _, _) -> e) |> mismatches expected
         if not problems.IsEmpty then
             raise (CheckpointMismatchException(path, problems))
-        readTensors path file h (fun k -> expected.[k].device), h.Metadata
+        // An expected state of shapes only (Nj.initShapes) says nothing about devices: the CPU.
+        let deviceOf (k: string) =
+            let d = expected.[k].device
+            if d.``type`` = DeviceType.META then torch.CPU else d
+        readTensors path file h deviceOf, h.Metadata
