@@ -79,6 +79,8 @@ type Communicator private (handles: MpiNative.Handles, rank: int, size: int, tim
     // Set when mpirun tells this process to stop, so that ProcessExit does not wait in
     // MPI_Finalize for ranks that are gone.
     static let mutable terminating = false
+    // Held so that the registration (which unregisters when finalized) lives as long as the process.
+    static let mutable sigterm: PosixSignalRegistration = null
 
     let mutable timeout = timeout
     let mutable failure: string = null
@@ -221,14 +223,14 @@ type Communicator private (handles: MpiNative.Handles, rank: int, size: int, tim
             comm.AbortJob 1)
         AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> if not terminating then comm.Exit())
         // mpirun sends SIGTERM to the ranks that remain when one fails or is killed; say so.
-        PosixSignalRegistration.Create(
-            PosixSignal.SIGTERM,
-            fun _ ->
-                terminating <- true
-                eprintfn "%O: stopped by the MPI launcher (SIGTERM): another rank failed or was killed, or the job was interrupted; mpirun's message names the rank." comm
-                Console.Error.Flush()
-        )
-        |> ignore
+        sigterm <-
+            PosixSignalRegistration.Create(
+                PosixSignal.SIGTERM,
+                fun _ ->
+                    terminating <- true
+                    eprintfn "%O: stopped by the MPI launcher (SIGTERM): another rank failed or was killed, or the job was interrupted; mpirun's message names the rank." comm
+                    Console.Error.Flush()
+            )
         comm
 
     /// This process's rank, from 0 to Size - 1.
