@@ -141,7 +141,7 @@ module DataParallel =
         if not differing.IsEmpty then
             raise (
                 InvalidOperationException(
-                    sprintf "%O: the ranks' values differ from rank 0's in %d entries: %s. Start from a broadcast state (DataParallel.broadcast) and let the data-parallel optimizer apply every update."
+                    sprintf "%O: the ranks' values differ from rank 0's in %d entries: %s. Start every rank from the broadcast state and let the data-parallel optimizer apply every update."
                         comm differing.Length (String.Join(", ", differing |> List.truncate 20))
                 )
             )
