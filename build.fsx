@@ -1,5 +1,5 @@
 // Ninjax.NET build script.
-// Usage: dotnet fsi build.fsx [-t TARGET]   (targets: Setup, Build, Test (default), Run, Bench, Docs, ApproveApi)
+// Usage: dotnet fsi build.fsx [-t TARGET]   (targets: Setup, Build, Test (default), Run, RunDistributed, Bench, Docs, ApproveApi)
 #r "nuget: Fake.Core.Target, 5.20.3"
 
 open System
@@ -272,6 +272,8 @@ let suites: Suite list =
       // Measures the whole process's memory, so it runs alone in a process of its own.
       expectoSuiteWith "Ninjax.Tests memory (Expecto)" "tests/Ninjax.Tests" [ "--filter-test-list"; "memory" ] [ "NINJAX_MEMORY_TEST", "1" ]
       dotnetTestSuite "Ninjax.CSharp.Tests (xunit)" "tests/Ninjax.CSharp.Tests"
+      // Data-parallel training: each test starts an `mpirun -np 2` job of its own.
+      expectoSuite "Ninjax.Distributed.Tests (Expecto, mpirun -np 2)" "tests/Ninjax.Distributed.Tests"
       notebooksSuite
       packageSuite ]
 
@@ -285,7 +287,8 @@ let mutable finalLine: string option = None
 Target.create "Setup" (fun _ ->
     run "dotnet" [ "tool"; "restore" ]
     run "dotnet" [ "paket"; "restore" ]
-    run "bash" [ "build/setup-native.sh" ])
+    run "bash" [ "build/setup-native.sh" ]
+    run "bash" [ "build/setup-mpi.sh" ])
 
 Target.create "Build" (fun _ ->
     run "dotnet" [ "build"; solution; "-c"; configuration ])
@@ -368,17 +371,31 @@ Target.create "ApproveApi" (fun _ ->
     if rc <> 0 then failwithf "Approving the API snapshots failed (exit code %d)" rc
     run "git" [ "--no-pager"; "diff"; "--stat"; "--"; "tests/Ninjax.CSharp.Tests/api" ])
 
+/// mpirun's flags for a job on this machine: as root Open MPI needs --allow-run-as-root; ranks
+/// are not bound to cores and waiting ranks yield their core (mpi_yield_when_idle), because the
+/// cores are shared; more ranks than cores are allowed.
+let mpirunOnThisMachine (np: int) =
+    (if Environment.UserName = "root" then [ "--allow-run-as-root" ] else [])
+    @ [ "--oversubscribe"; "--bind-to"; "none"; "--mca"; "mpi_yield_when_idle"; "1"; "-np"; string np ]
+
 Target.create "Bench" (fun _ ->
-    run "dotnet" [ "run"; "--project"; "bench/Ninjax.Bench"; "-c"; configuration; "--no-build" ])
+    run "dotnet" [ "run"; "--project"; "bench/Ninjax.Bench"; "-c"; configuration; "--no-build" ]
+    // The all-reduce's share of a data-parallel step, at 2 processes.
+    run "mpirun" (mpirunOnThisMachine 2 @ [ "dotnet"; sprintf "bench/Ninjax.Bench/bin/%s/net10.0/Ninjax.Bench.dll" configuration; "--distributed" ]))
 
 Target.create "Run" (fun _ ->
     run "dotnet" [ "run"; "--project"; runProject; "-c"; configuration; "--no-build" ])
+
+/// The digits trainer data-parallel on 2 processes of this machine (each takes half of every batch).
+Target.create "RunDistributed" (fun _ ->
+    run "mpirun" (mpirunOnThisMachine 2 @ [ "dotnet"; sprintf "examples/Digits/bin/%s/net10.0/Digits.dll" configuration ]))
 
 open Fake.Core.TargetOperators
 
 "Setup" ==> "Build" |> ignore
 "Build" ==> "Test" |> ignore
 "Build" ==> "Run" |> ignore
+"Build" ==> "RunDistributed" |> ignore
 "Build" ==> "Bench" |> ignore
 "Build" ==> "Docs" |> ignore
 "Build" ==> "ApproveApi" |> ignore

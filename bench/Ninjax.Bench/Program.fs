@@ -103,6 +103,11 @@ let private benchmarks (rounds: int) (argv: string[]) =
 [<EntryPoint>]
 let main argv =
     match List.ofArray argv with
+    | "--distributed" :: rest ->
+        // Under mpirun: the all-reduce's share of a data-parallel step.
+        match rest with
+        | [ "--steps"; n ] -> DataParallelStep.run (int n)
+        | _ -> DataParallelStep.run 300
     | "--interleaved" :: names -> interleaved 3000 names
     | "--rounds" :: n :: rest -> benchmarks (int n) (Array.ofList rest)
     | _ -> benchmarks DefaultRounds argv

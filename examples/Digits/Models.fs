@@ -9,11 +9,12 @@ open Ninjax
 type StepMetrics = { Loss: torch.Tensor; GradNorm: torch.Tensor; Correct: torch.Tensor }
 
 /// The parts every digits model shares: a loss, an accuracy count and a Train method that
-/// minimises the loss with the model's own optimizer.
+/// minimises the loss with the model's own optimizer, data-parallel across the ranks of
+/// <c>comm</c> when it is not null.
 [<AbstractClass>]
-type Classifier(learningRate: float, name: string) as this =
+type Classifier(learningRate: float, name: string, comm: Communicator) as this =
     inherit Module(name)
-    let opt = this.Sub("opt", fun () -> Optimizer(Optax.adam learningRate))
+    let opt = this.Sub("opt", fun () -> Optimizer(Optax.adam learningRate, dataParallel = comm))
 
     /// Logits [batch; 10] for images [batch; 64].
     abstract Logits: x: torch.Tensor -> torch.Tensor
@@ -27,8 +28,16 @@ type Classifier(learningRate: float, name: string) as this =
         torch.nn.functional.cross_entropy (logits, y), logits.argmax(1L).eq(y).sum()
 
     /// One optimizer step on a batch.
-    member this.Train(x: torch.Tensor, y: torch.Tensor) : StepMetrics =
-        let metrics, correct = opt.MinimizeAux(this.Loss, this.Trainable, (x, y))
+    member this.Train(x: torch.Tensor, y: torch.Tensor) : StepMetrics = this.TrainShare(x, y, 1.0)
+
+    /// One data-parallel step on this rank's share of a batch, its mean loss scaled by the
+    /// share's weight (DataParallel.share), so that the ranks' averaged gradient is the whole
+    /// batch's also when the shares differ in size. Correct counts this rank's share only.
+    member this.TrainShare(x: torch.Tensor, y: torch.Tensor, weight: float) : StepMetrics =
+        let loss (x, y) =
+            let value, correct = this.Loss(x, y)
+            (if weight = 1.0 then value else value * weight), correct
+        let metrics, correct = opt.MinimizeAux(loss, this.Trainable, (x, y))
         { Loss = metrics.Loss; GradNorm = metrics.GradNorm; Correct = correct }
 
     /// The number of correct predictions on a batch.
@@ -37,8 +46,8 @@ type Classifier(learningRate: float, name: string) as this =
         snd (this.Loss(x, y))
 
 /// A multi-layer perceptron 64-h1-...-10 with ReLU.
-type Mlp(hidden: int list, learningRate: float, name: string) as this =
-    inherit Classifier(learningRate, name)
+type Mlp(hidden: int list, learningRate: float, name: string, ?comm: Communicator) as this =
+    inherit Classifier(learningRate, name, Option.toObj comm)
     let layers = (hidden @ [ 10 ]) |> List.mapi (fun i units -> this.Sub(sprintf "dense%d" i, fun () -> Dense units))
 
     override _.Logits x =
@@ -48,8 +57,8 @@ type Mlp(hidden: int list, learningRate: float, name: string) as this =
     override _.Trainable = layers |> List.map (fun l -> Target.Module l)
 
 /// A small convolutional network for 8x8 images: two 3x3 convolutions, then a dense head.
-type Cnn(channels: int, learningRate: float, name: string) as this =
-    inherit Classifier(learningRate, name)
+type Cnn(channels: int, learningRate: float, name: string, ?comm: Communicator) as this =
+    inherit Classifier(learningRate, name, Option.toObj comm)
     let conv1 = this.Sub("conv1", fun () -> Conv2D(channels, 3))
     let conv2 = this.Sub("conv2", fun () -> Conv2D(2 * channels, 3))
     let dense = this.Sub("dense", fun () -> Dense 128)

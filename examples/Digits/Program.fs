@@ -66,10 +66,14 @@ let settingsOf (results: ParseResults<Arguments>) =
     if not (settings.LearningRate > 0.0) then raise (ArgumentException(sprintf "--learning-rate must be positive; it was %g." settings.LearningRate))
     settings
 
-let makeModel (settings: Settings) : Classifier =
+/// The model; data-parallel across the ranks of comm when it is not null.
+let makeModel (settings: Settings) (comm: Communicator) : Classifier =
     match settings.Kind with
-    | Mlp -> Models.Mlp([ 256; 256 ], settings.LearningRate, "model")
-    | Cnn -> Models.Cnn(16, settings.LearningRate, "model")
+    | Mlp -> Models.Mlp([ 256; 256 ], settings.LearningRate, "model", ?comm = Option.ofObj comm)
+    | Cnn -> Models.Cnn(16, settings.LearningRate, "model", ?comm = Option.ofObj comm)
+
+/// The job's communicator when the trainer runs under mpirun, else null (one process).
+let communicator () : Communicator = if Communicator.IsLaunched then Communicator.World else null
 
 /// The fraction of a split a model classifies correctly.
 let accuracy (model: Classifier) (state: State) (split: Split) : float =
@@ -93,24 +97,55 @@ let runEpoch (train: State -> torch.Tensor * torch.Tensor -> State * StepMetrics
         onStep ()
     state, lossSum / float steps, float correct / float split.Labels.shape.[0]
 
-/// Trains as the settings say and returns the final state and the test accuracy.
+/// Trains as the settings say and returns the final state and the test accuracy. Under
+/// mpirun the ranks train data-parallel: each takes its share of every batch, the optimizer
+/// averages their gradients, and only rank 0 prints and saves.
 let run (settings: Settings) : State * float =
-    let say fmt = Printf.kprintf (fun line -> if not settings.Quiet then printfn "%s" line) fmt
+    let comm = communicator ()
+    // mpirun relays output through its own pipes, where a live progress bar renders badly.
+    let settings = if isNull comm then settings else { settings with Plain = true }
+    let root = isNull comm || comm.IsRoot
+    let say fmt = Printf.kprintf (fun line -> if root && not settings.Quiet then printfn "%s" line) fmt
     torch.set_num_threads settings.Threads
     let clock = Stopwatch.StartNew()
     let trainSplit, testSplit = Data.loadBoth settings.DataFolder
-    let model = makeModel settings
+    let images = trainSplit.Labels.size 0
+    let ranks = if isNull comm then 1L else int64 comm.Size
+    if ranks > 1L && images % int64 settings.BatchSize <> 0L && images % int64 settings.BatchSize < ranks then
+        raise (ArgumentException(sprintf "--batch-size %d leaves a last batch of %d images, too few to share among %d ranks; choose another batch size." settings.BatchSize (images % int64 settings.BatchSize) ranks))
+    let model = makeModel settings comm
     let sample = trainSplit.Images.narrow(0L, 0L, 2L), trainSplit.Labels.narrow(0L, 0L, 2L)
     let initial = Nj.init settings.Seed model.Train State.empty sample
     let state, firstEpoch =
         match settings.Resume with
-        | None -> initial, 1
-        | Some path -> Resume.load path initial
+        | Some path when root -> Resume.load path initial
+        | _ -> initial, 1
+    // Under mpirun every rank starts from rank 0's state and epoch (a resumed run: the
+    // checkpoint rank 0 read, so only rank 0 needs the file).
+    let state, firstEpoch =
+        if isNull comm then state, firstEpoch
+        else
+            let epoch = torch.tensor [| int64 firstEpoch |]
+            comm.Broadcast(epoch, 0)
+            DataParallel.broadcast comm state, int (epoch.ToInt64())
     // The loop hands each state over to the next step (donation), so the optimizer updates the
-    // parameters and moments in place instead of allocating new ones every step.
-    let train = Nj.purifyWith (Options.seeded settings.Seed |> Options.donating) model.Train
-    let stepsPerEpoch = int ((trainSplit.Labels.shape.[0] + int64 settings.BatchSize - 1L) / int64 settings.BatchSize)
-    say "Training %A on %d images (%d steps per epoch), testing on %d." settings.Kind trainSplit.Labels.shape.[0] stepsPerEpoch testSplit.Labels.shape.[0]
+    // parameters and moments in place instead of allocating new ones every step. Each rank draws
+    // its own randomness (DataParallel.seed); the shuffling below is the same on every rank.
+    let options = Options.seeded (if isNull comm then settings.Seed else DataParallel.seed comm settings.Seed) |> Options.donating
+    let train: State -> torch.Tensor * torch.Tensor -> State * StepMetrics =
+        if isNull comm then Nj.purifyWith options model.Train
+        else
+            let step = Nj.purifyWith options model.TrainShare
+            fun state (x, y) ->
+                let share = DataParallel.share comm (x.size 0)
+                step state (x.narrow(0L, share.Start, share.Length), y.narrow(0L, share.Start, share.Length), share.Weight)
+    let stepsPerEpoch = int ((images + int64 settings.BatchSize - 1L) / int64 settings.BatchSize)
+    say "Training %A on %d images (%d steps per epoch), testing on %d." settings.Kind images stepsPerEpoch testSplit.Labels.shape.[0]
+    if not (isNull comm) then say "Data-parallel on %d ranks (%s): each takes its share of every batch of %d." comm.Size comm.Library settings.BatchSize
+    // The training accuracy of an epoch sums the ranks' shares.
+    let runEpoch train settings epoch state split onStep =
+        let next, loss, accuracy = runEpoch train settings epoch state split onStep
+        next, loss, (if isNull comm then accuracy else DataParallel.sum comm accuracy)
     let report epoch loss trainAcc =
         sprintf "epoch %2d/%d  loss %.4f  train accuracy %.4f  (%.1f s)" epoch settings.Epochs loss trainAcc clock.Elapsed.TotalSeconds
     let epochs = [ firstEpoch .. settings.Epochs ]
@@ -132,7 +167,11 @@ let run (settings: Settings) : State * float =
                     next) state)
     say ""
     say "%s" (Summary.renderOf model final)
-    settings.Save |> Option.iter (fun path -> Resume.save path final settings.Epochs)
+    if not (isNull comm) then
+        DataParallel.checkInSync comm final
+        let stats = comm.Statistics
+        say "All ranks hold the same state. Collectives: %d, %.2f s on rank 0 (%.1f%% of the run)." stats.Calls stats.Elapsed.TotalSeconds (100.0 * stats.Elapsed.TotalSeconds / clock.Elapsed.TotalSeconds)
+    if root then settings.Save |> Option.iter (fun path -> Resume.save path final settings.Epochs)
     final, accuracy model final testSplit
 
 [<EntryPoint>]
@@ -140,7 +179,8 @@ let main argv =
     let parser = ArgumentParser.Create<Arguments>(programName = "digits")
     try
         let _, testAccuracy = run (settingsOf (parser.ParseCommandLine argv))
-        printfn "test accuracy: %.4f" testAccuracy
+        let comm = communicator ()
+        if isNull comm || comm.IsRoot then printfn "test accuracy: %.4f" testAccuracy
         0
     with
     | :? ArguParseException as e ->

@@ -28,8 +28,12 @@ public sealed class OptimizerModule : OptimizerBase
     /// <summary>An optimizer module applying <paramref name="transform"/>.</summary>
     /// <param name="transform">The optimizer, such as <c>Optimizers.Adam(1e-3)</c>.</param>
     /// <param name="name">The name of a top-level optimizer; leave it out for a submodule made with <c>Sub</c>.</param>
-    public OptimizerModule(GradientTransform transform, string? name = null)
-        : base(GradientTransform.Unwrap(transform, nameof(transform)), name) => Transform = transform;
+    /// <param name="dataParallel">Train data-parallel across the ranks of this MPI job (<c>Communicator.World</c>): before
+    /// every update the gradients are averaged across ranks (one all-reduce per step), so every rank applies the same
+    /// update and the parameters stay bit-identical everywhere; the step metrics are then the ranks' averages. Null (the
+    /// default) trains on this process alone.</param>
+    public OptimizerModule(GradientTransform transform, string? name = null, Communicator? dataParallel = null)
+        : base(GradientTransform.Unwrap(transform, nameof(transform)), name, dataParallel) => Transform = transform;
 
     /// <summary>The optimizer this module applies.</summary>
     public GradientTransform Transform { get; }

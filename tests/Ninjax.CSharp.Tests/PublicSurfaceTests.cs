@@ -40,7 +40,7 @@ public class PublicSurfaceTests
     };
 
     /// <summary>F# modules written for C# as well: PascalCase compiled names and .NET shapes.</summary>
-    public static readonly Type[] CSharpFacingModules = [typeof(Ops), typeof(Init)];
+    public static readonly Type[] CSharpFacingModules = [typeof(Ops), typeof(Init), typeof(DataParallel)];
 
     private const BindingFlags Everything =
         BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.FlattenHierarchy;
@@ -172,6 +172,7 @@ public class PublicSurfaceTests
                      typeof(TorchModule<>), typeof(Target), typeof(SummaryRow), typeof(SizeTotals), typeof(CheckpointEntry),
                      typeof(CheckpointMismatch), typeof(CheckpointMismatchException), typeof(Ops), typeof(Init),
                      typeof(Nj), typeof(States), typeof(OptimizerModule), typeof(Optimizers), typeof(Schedules),
+                     typeof(Communicator), typeof(DataParallel), typeof(BatchShare), typeof(CollectiveStatistics),
                  })
             Assert.Contains(t, roots);
         var problems = Problems(roots);

@@ -28,9 +28,10 @@ module internal Fingerprint =
 /// What one optimizer step reports.
 type OptimizerMetrics =
     {
-        /// The loss before the update (detached).
+        /// The loss before the update (detached); a data-parallel optimizer's is the mean over ranks.
         Loss: torch.Tensor
-        /// The global L2 norm of the gradients before any transformation, in the loss's dtype.
+        /// The global L2 norm of the gradients (averaged across ranks when data-parallel) before
+        /// any transformation, in the loss's dtype.
         GradNorm: torch.Tensor
         /// The learning rate of this update, when the transformation has one
         /// (Optax.scaleByLearningRate records it).
@@ -45,8 +46,12 @@ type OptimizerMetrics =
 /// (<c>model/opt/mu/model/h1/w</c>, <c>model/opt/count</c>). The state is created on first use,
 /// so Nj.init creates it (and leaves the parameters as they were initialised). Everything under
 /// its path is optimizer state (EntryKind.OptimizerState): Target.Module never differentiates it.
+/// Given a communicator (<c>dataParallel</c>) it trains data-parallel: before every update it
+/// averages the gradients across the job's ranks (one all-reduce over one flat buffer, the loss
+/// folded in), so every rank applies the same update and the parameters stay bit-identical
+/// everywhere; the metrics are then the ranks' averages.
 [<AbstractClass; AllowNullLiteral>]
-type OptimizerBase internal (transform: GradientTransformation, name: string) as this =
+type OptimizerBase internal (transform: GradientTransformation, name: string, dataParallel: Communicator) as this =
     inherit Module(name)
 
     do
@@ -115,11 +120,25 @@ type OptimizerBase internal (transform: GradientTransformation, name: string) as
             | Target.Module _ -> t
             | Target.Pattern _ -> t)
 
-    /// Apply of both faces: the transformation's update, the new parameters written, the
-    /// optimizer's state advanced (see Optimizer.Apply).
+    /// The communicator across whose ranks the gradients are averaged, or null.
+    member _.DataParallel = dataParallel
+
+    /// Apply of both faces: the gradients averaged across ranks when data-parallel, the
+    /// transformation's update, the new parameters written, the optimizer's state advanced (see
+    /// Optimizer.Apply).
     member internal this.ApplyGrads(parameters: State, grads: State) : State * float option =
         if isNull parameters then raise (ArgumentNullException("parameters"))
         if isNull grads then raise (ArgumentNullException("grads"))
+        this.Update(parameters, fst (this.Average(grads, None)))
+
+    /// Gradients (and the loss) averaged across ranks when data-parallel. A call that ignores
+    /// changes (Nj.init, the discovery run of a gradient or branch) discards the update, so it
+    /// skips the exchange: initialising then involves no other rank.
+    member private _.Average(grads: State, loss: torch.Tensor option) : State * torch.Tensor option =
+        if isNull dataParallel || (Ambient.exec Prog.env).Flags.Ignore then grads, loss
+        else DataParallel.averageWith dataParallel grads loss
+
+    member private this.Update(parameters: State, grads: State) : State * float option =
         let fingerprint = Fingerprint.ofState parameters
         let mutable fresh: State = null
         let initial () =
@@ -211,8 +230,12 @@ type OptimizerBase internal (transform: GradientTransformation, name: string) as
         updated, learningRate
 
     member private this.Step(loss: torch.Tensor, parameters: State, grads: State) : OptimizerMetrics =
+        let grads, loss =
+            match this.Average(grads, Some loss) with
+            | averaged, Some averagedLoss -> averaged, averagedLoss
+            | averaged, None -> averaged, loss
         let gradNorm = Optax.globalNormAs loss.dtype grads
-        let _, learningRate = this.ApplyGrads(parameters, grads)
+        let _, learningRate = this.Update(parameters, grads)
         { Loss = loss; GradNorm = gradNorm; LearningRate = learningRate }
 
     /// One step on a loss of one (tuple) argument: Minimize of both faces.
@@ -233,10 +256,17 @@ type OptimizerBase internal (transform: GradientTransformation, name: string) as
 /// with respect to the targets, turns the gradients into updates with the transformation, writes
 /// the new parameters, and keeps the transformation's state under its own path
 /// (<c>model/opt/mu/model/h1/w</c>, <c>model/opt/count</c>), created on first use. C# code uses
-/// <c>Ninjax.CSharp.OptimizerModule</c>, the same machinery with C# shapes.
+/// <c>Ninjax.CSharp.OptimizerModule</c>, the same machinery with C# shapes. With
+/// <c>dataParallel = comm</c> (a <see cref="Communicator"/>) it trains data-parallel (see
+/// <see cref="T:Ninjax.OptimizerBase"/>): <c>Optimizer(Optax.adam 1e-3, dataParallel = comm)</c>.
 [<AllowNullLiteral>]
-type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterValue(null: string)>] name: string) =
-    inherit OptimizerBase(transform, name)
+type Optimizer
+    (
+        transform: GradientTransformation,
+        [<Optional; DefaultParameterValue(null: string)>] name: string,
+        [<Optional; DefaultParameterValue(null: Communicator)>] dataParallel: Communicator
+    ) =
+    inherit OptimizerBase(transform, name, dataParallel)
 
     /// The gradient transformation.
     member _.Transform = transform
@@ -246,7 +276,8 @@ type Optimizer(transform: GradientTransformation, [<Optional; DefaultParameterVa
     /// the new parameters and the learning rate used. Both states are keyed by parameter key.
     /// Only the optimizer's own entries for these parameters are read, so a step costs
     /// O(k log n) in a state of n entries; a fingerprint of the parameter keys, stored beside
-    /// the moments, catches targets that changed since the state was created.
+    /// the moments, catches targets that changed since the state was created. A data-parallel
+    /// optimizer first averages the gradients across ranks.
     member this.Apply(parameters: State, grads: State) : State * float option = this.ApplyGrads(parameters, grads)
 
     /// Takes one optimizer step on <paramref name="loss"/> applied to <paramref name="arg"/>,
