@@ -19,8 +19,13 @@ type Arguments =
     | Epochs of int
     | Batch_Size of int
     | Learning_Rate of float
+    | Weight_Decay of float
+    | Dropout of rate: float
+    | Label_Smoothing of weight: float
+    | No_Augment
     | Seed of int64
     | Save of path: string
+    | Stop_After of epochs: int
     | Resume of path: string
     | Data of folder: string
     | Threads of count: int
@@ -30,13 +35,18 @@ type Arguments =
     interface IArgParserTemplate with
         member this.Usage =
             match this with
-            | Model _ -> "the model: cnn (two 3x3 convolutions and a dense head) or mlp (64-256-256-10). Default: cnn."
-            | Epochs _ -> "passes over the training set. Default: 20."
+            | Model _ -> "the model: cnn (3x3 convolutions of 32 and 64 channels, max pooling, a dense head) or mlp (64-256-256-10). Default: cnn."
+            | Epochs _ -> "passes over the training set; the learning-rate schedule spans them. Default: 20."
             | Batch_Size _ -> "images per step. Default: 32."
-            | Learning_Rate _ -> "Adam's learning rate. Default: 0.001."
-            | Seed _ -> "the seed for initialisation and shuffling. Default: 0."
+            | Learning_Rate _ -> "the peak learning rate of AdamW's one-cycle schedule. Default: 0.003."
+            | Weight_Decay _ -> "AdamW's decoupled weight decay. Default: 0.01."
+            | Dropout _ -> "the CNN's dropout rate before each dense layer (the MLP has none). Default: 0.3."
+            | Label_Smoothing _ -> "the weight the training target spreads evenly over all classes. Default: 0.1."
+            | No_Augment -> "train on the images as they are, without a fresh random rotation, scaling and shift of each per epoch."
+            | Seed _ -> "the seed for initialisation, shuffling, augmentation and dropout. Default: 0."
             | Save _ -> "write a checkpoint (state, epoch) to this file at the end."
-            | Resume _ -> "continue from a checkpoint written by --save, with its optimizer state."
+            | Stop_After _ -> "stop after this many epochs of --epochs (the schedule still spans --epochs); continue later with --resume."
+            | Resume _ -> "continue from a checkpoint written by --save, with its optimizer state and schedule."
             | Data _ -> "the folder holding optdigits.tra and optdigits.tes. Default: data/optdigits of this checkout."
             | Threads _ -> "TorchSharp's intra-op threads. Default: 1 (these models are small; more threads only contend on a busy machine)."
             | Plain -> "print plain progress lines even in a terminal."
@@ -44,96 +54,153 @@ type Arguments =
 
 /// The settings of one training run.
 type Settings =
-    { Kind: ModelKind; Epochs: int; BatchSize: int; LearningRate: float; Seed: int64
-      Save: string option; Resume: string option; DataFolder: string; Threads: int; Plain: bool; Quiet: bool }
+    { Kind: ModelKind; Epochs: int; BatchSize: int; LearningRate: float; WeightDecay: float; Dropout: float
+      LabelSmoothing: float; Augment: bool; Seed: int64; Save: string option; StopAfter: int option; Resume: string option
+      DataFolder: string; Threads: int; Plain: bool; Quiet: bool }
+
+    /// The defaults of the command line; an empty DataFolder means data/optdigits of this checkout.
+    static member Default =
+        { Kind = Cnn; Epochs = 20; BatchSize = 32; LearningRate = 3e-3; WeightDecay = 0.01; Dropout = 0.3
+          LabelSmoothing = 0.1; Augment = true; Seed = 0L; Save = None; StopAfter = None; Resume = None
+          DataFolder = ""; Threads = 1; Plain = false; Quiet = false }
 
 let settingsOf (results: ParseResults<Arguments>) =
+    let d = Settings.Default
     let settings =
-        { Kind = results.GetResult(Model, defaultValue = Cnn)
-          Epochs = results.GetResult(Epochs, defaultValue = 20)
-          BatchSize = results.GetResult(Batch_Size, defaultValue = 32)
-          LearningRate = results.GetResult(Learning_Rate, defaultValue = 1e-3)
-          Seed = results.GetResult(Seed, defaultValue = 0L)
+        { Kind = results.GetResult(Model, defaultValue = d.Kind)
+          Epochs = results.GetResult(Epochs, defaultValue = d.Epochs)
+          BatchSize = results.GetResult(Batch_Size, defaultValue = d.BatchSize)
+          LearningRate = results.GetResult(Learning_Rate, defaultValue = d.LearningRate)
+          WeightDecay = results.GetResult(Weight_Decay, defaultValue = d.WeightDecay)
+          Dropout = results.GetResult(Dropout, defaultValue = d.Dropout)
+          LabelSmoothing = results.GetResult(Label_Smoothing, defaultValue = d.LabelSmoothing)
+          Augment = not (results.Contains No_Augment)
+          Seed = results.GetResult(Seed, defaultValue = d.Seed)
           Save = results.TryGetResult Save
+          StopAfter = results.TryGetResult Stop_After
           Resume = results.TryGetResult Resume
-          DataFolder = results.TryGetResult Data |> Option.defaultWith Data.defaultFolder
-          Threads = results.GetResult(Threads, defaultValue = 1)
+          DataFolder = results.GetResult(Data, defaultValue = d.DataFolder)
+          Threads = results.GetResult(Threads, defaultValue = d.Threads)
           Plain = results.Contains Plain || Console.IsOutputRedirected
           Quiet = results.Contains Quiet }
     if settings.Threads <= 0 then raise (ArgumentException(sprintf "--threads must be positive; it was %d." settings.Threads))
-    if settings.Epochs < 0 then raise (ArgumentException(sprintf "--epochs must be zero or more; it was %d." settings.Epochs))
+    if settings.Epochs <= 0 then raise (ArgumentException(sprintf "--epochs must be positive; it was %d." settings.Epochs))
     if settings.BatchSize <= 0 then raise (ArgumentException(sprintf "--batch-size must be positive; it was %d." settings.BatchSize))
     if not (settings.LearningRate > 0.0) then raise (ArgumentException(sprintf "--learning-rate must be positive; it was %g." settings.LearningRate))
+    if not (settings.WeightDecay >= 0.0) then raise (ArgumentException(sprintf "--weight-decay must be zero or more; it was %g." settings.WeightDecay))
+    if not (settings.Dropout >= 0.0 && settings.Dropout < 1.0) then raise (ArgumentException(sprintf "--dropout must lie in [0, 1); it was %g." settings.Dropout))
+    if not (settings.LabelSmoothing >= 0.0 && settings.LabelSmoothing <= 1.0) then
+        raise (ArgumentException(sprintf "--label-smoothing must lie in [0, 1]; it was %g." settings.LabelSmoothing))
+    match settings.StopAfter with
+    | Some n when n <= 0 || n > settings.Epochs ->
+        raise (ArgumentException(sprintf "--stop-after must lie between 1 and --epochs (%d); it was %d." settings.Epochs n))
+    | _ -> ()
     settings
 
-let makeModel (settings: Settings) : Classifier =
+/// The number of steps in one epoch.
+let stepsPerEpoch (settings: Settings) (trainSize: int64) = int ((trainSize + int64 settings.BatchSize - 1L) / int64 settings.BatchSize)
+
+/// AdamW with a one-cycle learning rate over the whole run (PyTorch's OneCycleLR with cosine
+/// annealing: from peak/25 up to the peak over the first 30% of the steps, then down to peak/250,000).
+let optimizerOf (settings: Settings) (totalSteps: int) : GradientTransformation =
+    let peak = settings.LearningRate
+    let warmup = max 1L (int64 (0.3 * float totalSteps))
+    let schedule = Schedule.warmupCosineDecay (peak / 25.0) peak warmup (max (warmup + 1L) (int64 totalSteps)) (peak / 2.5e5)
+    Optax.adamwWith { AdamOptions.DefaultW with LearningRate = schedule; WeightDecay = settings.WeightDecay }
+
+let makeModel (settings: Settings) (totalSteps: int) : Classifier =
+    let optimizer = optimizerOf settings totalSteps
     match settings.Kind with
-    | Mlp -> Models.Mlp([ 256; 256 ], settings.LearningRate, "model")
-    | Cnn -> Models.Cnn(16, settings.LearningRate, "model")
+    | Mlp -> Models.Mlp([ 256; 256 ], optimizer, settings.LabelSmoothing, "model")
+    | Cnn -> Models.Cnn(32, settings.Dropout, optimizer, settings.LabelSmoothing, "model")
 
 /// The fraction of a split a model classifies correctly.
 let accuracy (model: Classifier) (state: State) (split: Split) : float =
     let correct = Nj.purify model.Correct
     let total = batches 0L 512 split |> Seq.sumBy (fun (x, y) -> (snd (correct state (x, y))).item<int64> ())
-    float total / float split.Labels.shape.[0]
+    float total / float (split.Labels.size 0)
+
+/// The seed of one training step: each step draws its own dropout masks. It depends on the run's
+/// seed and the step's place in the run only, so a resumed run draws what an uninterrupted one does.
+let stepSeed (settings: Settings) (step: int64) = settings.Seed * 4_294_967_296L + step
 
 /// One epoch of training: the new state, the mean loss and the training accuracy.
-let runEpoch (train: State -> torch.Tensor * torch.Tensor -> State * StepMetrics) (settings: Settings) (epoch: int) (state: State) (split: Split) (onStep: unit -> unit) =
+let runEpoch (model: Classifier) (settings: Settings) (epoch: int) (state: State) (split: Split) (onStep: unit -> unit) =
     let mutable state = state
     let mutable lossSum = 0.0
     let mutable correct = 0L
     let mutable steps = 0
-    // The order depends on the seed and the epoch only, so a resumed run sees the same batches.
-    for x, y in batches (settings.Seed * 1000L + int64 epoch) settings.BatchSize split do
-        let next, metrics = train state (x, y)
+    // The augmentation and the order depend on the seed and the epoch only, so a resumed run sees the same batches.
+    use g = new torch.Generator(uint64 (settings.Seed * 1000L + int64 epoch))
+    let epochSplit = if settings.Augment then Data.augmented g split else split
+    let firstStep = int64 (epoch - 1) * int64 (stepsPerEpoch settings (split.Labels.size 0))
+    for x, y in shuffledBatches g settings.BatchSize epochSplit do
+        // The loop hands each state over to the next step (donation), so the optimizer updates the
+        // parameters and moments in place instead of allocating new ones every step.
+        let options = Options.seeded (stepSeed settings (firstStep + int64 steps)) |> Options.donating
+        let next, metrics = Nj.purifyWith options model.Train state (x, y)
         state <- next
         lossSum <- lossSum + float (metrics.Loss.item<float32> ())
         correct <- correct + metrics.Correct.item<int64> ()
         steps <- steps + 1
         onStep ()
-    state, lossSum / float steps, float correct / float split.Labels.shape.[0]
+    state, lossSum / float steps, float correct / float (split.Labels.size 0)
 
 /// Trains as the settings say and returns the final state and the test accuracy.
 let run (settings: Settings) : State * float =
     let say fmt = Printf.kprintf (fun line -> if not settings.Quiet then printfn "%s" line) fmt
     torch.set_num_threads settings.Threads
     let clock = Stopwatch.StartNew()
-    let trainSplit, testSplit = Data.loadBoth settings.DataFolder
-    let model = makeModel settings
+    let trainSplit, testSplit = Data.loadBoth (if settings.DataFolder = "" then Data.defaultFolder () else settings.DataFolder)
+    let perEpoch = stepsPerEpoch settings (trainSplit.Labels.size 0)
+    let model = makeModel settings (perEpoch * settings.Epochs)
     let sample = trainSplit.Images.narrow(0L, 0L, 2L), trainSplit.Labels.narrow(0L, 0L, 2L)
     let initial = Nj.init settings.Seed model.Train State.empty sample
     let state, firstEpoch =
         match settings.Resume with
         | None -> initial, 1
-        | Some path -> Resume.load path initial
-    // The loop hands each state over to the next step (donation), so the optimizer updates the
-    // parameters and moments in place instead of allocating new ones every step.
-    let train = Nj.purifyWith (Options.seeded settings.Seed |> Options.donating) model.Train
-    let stepsPerEpoch = int ((trainSplit.Labels.shape.[0] + int64 settings.BatchSize - 1L) / int64 settings.BatchSize)
-    say "Training %A on %d images (%d steps per epoch), testing on %d." settings.Kind trainSplit.Labels.shape.[0] stepsPerEpoch testSplit.Labels.shape.[0]
+        | Some path -> Resume.load path initial (Resume.describe settings.Kind settings.Epochs)
+    let lastEpoch = defaultArg settings.StopAfter settings.Epochs
+    say "Training %A on %d images (%d steps per epoch), testing on %d." settings.Kind (trainSplit.Labels.size 0) perEpoch (testSplit.Labels.size 0)
     let report epoch loss trainAcc =
         sprintf "epoch %2d/%d  loss %.4f  train accuracy %.4f  (%.1f s)" epoch settings.Epochs loss trainAcc clock.Elapsed.TotalSeconds
-    let epochs = [ firstEpoch .. settings.Epochs ]
+    let epochs = [ firstEpoch .. lastEpoch ]
     let final =
         if settings.Plain || settings.Quiet then
             epochs
             |> List.fold (fun state epoch ->
-                let next, loss, acc = runEpoch train settings epoch state trainSplit ignore
+                let next, loss, acc = runEpoch model settings epoch state trainSplit ignore
                 say "%s" (report epoch loss acc)
                 next) state
         else
             AnsiConsole.Progress().Start(fun ctx ->
-                let task = ctx.AddTask("training", maxValue = float (stepsPerEpoch * epochs.Length))
+                let task = ctx.AddTask("training", maxValue = float (perEpoch * epochs.Length))
                 epochs
                 |> List.fold (fun state epoch ->
-                    let next, loss, acc = runEpoch train settings epoch state trainSplit (fun () -> task.Increment 1.0)
+                    let next, loss, acc = runEpoch model settings epoch state trainSplit (fun () -> task.Increment 1.0)
                     task.Description <- sprintf "epoch %d, loss %.4f" epoch loss
                     AnsiConsole.MarkupLine(Markup.Escape(report epoch loss acc))
                     next) state)
+    let trainingSeconds = clock.Elapsed.TotalSeconds
     say ""
     say "%s" (Summary.renderOf model final)
-    settings.Save |> Option.iter (fun path -> Resume.save path final settings.Epochs)
+    say "training took %.1f s" trainingSeconds
+    settings.Save |> Option.iter (fun path -> Resume.save path final lastEpoch (Resume.describe settings.Kind settings.Epochs))
     final, accuracy model final testSplit
+
+/// Loads a classifier written by --save: a function from images [n; 64] with pixels in [0, 1] to
+/// the digits it predicts [n] (dropout off). Other programs, such as the GAN, score images with it.
+let loadClassifier (path: string) : Func<torch.Tensor, torch.Tensor> =
+    let kind =
+        match Resume.modelOf path with
+        | "cnn" -> Cnn
+        | "mlp" -> Mlp
+        | other -> invalidArg "path" (sprintf "Checkpoint '%s' holds a model '%s' this trainer does not know." path other)
+    let model = makeModel { Settings.Default with Kind = kind } 1
+    let expected = Nj.init 0L model.Train State.empty (torch.zeros(2L, 64L), torch.zeros([| 2L |], dtype = torch.int64))
+    let state, _ = Checkpoint.loadInto expected path
+    let predict = Nj.purify model.Predict
+    Func<_, _>(fun images -> snd (predict state images))
 
 [<EntryPoint>]
 let main argv =
