@@ -150,7 +150,6 @@ let runEpoch (model: Classifier) (settings: Settings) (epoch: int) (state: State
 let run (settings: Settings) : State * float =
     let say fmt = Printf.kprintf (fun line -> if not settings.Quiet then printfn "%s" line) fmt
     torch.set_num_threads settings.Threads
-    let clock = Stopwatch.StartNew()
     let trainSplit, testSplit = Data.loadBoth (if settings.DataFolder = "" then Data.defaultFolder () else settings.DataFolder)
     let perEpoch = stepsPerEpoch settings (trainSplit.Labels.size 0)
     let model = makeModel settings (perEpoch * settings.Epochs)
@@ -162,6 +161,8 @@ let run (settings: Settings) : State * float =
         | Some path -> Resume.load path initial (Resume.describe settings.Kind settings.Epochs)
     let lastEpoch = defaultArg settings.StopAfter settings.Epochs
     say "Training %A on %d images (%d steps per epoch), testing on %d." settings.Kind (trainSplit.Labels.size 0) perEpoch (testSplit.Labels.size 0)
+    // Training time: the epochs, from the first step (with its warm-up) to the last.
+    let clock = Stopwatch.StartNew()
     let report epoch loss trainAcc =
         sprintf "epoch %2d/%d  loss %.4f  train accuracy %.4f  (%.1f s)" epoch settings.Epochs loss trainAcc clock.Elapsed.TotalSeconds
     let epochs = [ firstEpoch .. lastEpoch ]

@@ -15,7 +15,7 @@ namespace Gan;
 /// <param name="Plain">Plain progress lines instead of a progress bar.</param>
 public sealed record GanSettings(
     string Phase = "all",
-    int Epochs = 40,
+    int Epochs = 20,
     int BatchSize = 64,
     long Seed = 0,
     string Checkpoint = "artifacts/gan.safetensors",
@@ -32,7 +32,7 @@ public sealed record GanSettings(
 
         Trains a conditional GAN on the 8x8 digits (phase train) and saves its checkpoint, then loads the checkpoint
         into a fresh state, draws 100 images of each digit, scores them with the digits classifier and writes a grid
-        of samples (phase sample). Defaults: --phase all --epochs 40 --batch-size 64 --seed 0
+        of samples (phase sample). Defaults: --phase all --epochs 20 --batch-size 64 --seed 0
         --checkpoint artifacts/gan.safetensors --classifier artifacts/digits.safetensors --grid artifacts/gan-digits.png
         --data data/optdigits of this checkout, --threads 1; plain lines when the output is redirected.
         """;

@@ -33,13 +33,14 @@ catch (Exception e) when (e is IOException or InvalidOperationException or Argum
 
 static void TrainPhase(GanSettings settings)
 {
-    var clock = Stopwatch.StartNew();
     var data = Digits.Data.load(Path.Combine(settings.DataFolder, "optdigits.tra"));
     var images = GanTraining.ToGan(data.Images);
     var gan = new ConditionalGan();
     var state = GanTraining.Init(gan, images, data.Labels, settings.Seed);
     var stepsPerEpoch = (int)(images.size(0) / settings.BatchSize);
     Console.WriteLine($"Training the conditional GAN on {images.size(0)} images ({stepsPerEpoch} steps per epoch).");
+    // Training time: the epochs, from the first step (with its warm-up) to the last.
+    var clock = Stopwatch.StartNew();
     string Line(EpochReport r) => string.Format(CultureInfo.InvariantCulture,
         "epoch {0,2}/{1}  discriminator loss {2:F4}  generator loss {3:F4}  ({4:F1} s)",
         r.Epoch, settings.Epochs, r.DiscriminatorLoss, r.GeneratorLoss, clock.Elapsed.TotalSeconds);
