@@ -8,15 +8,6 @@ open Ninjax
 /// What one training step reports.
 type StepMetrics = { Loss: torch.Tensor; GradNorm: torch.Tensor; Correct: torch.Tensor }
 
-/// Inverted dropout: zeroes each element with probability <c>rate</c> and scales the rest by
-/// 1 / (1 - rate). The mask comes from the purified call's random generator, so the call's seed
-/// decides it.
-let dropout (rate: float) (x: torch.Tensor) : torch.Tensor =
-    if rate <= 0.0 then x
-    else
-        let keep = torch.rand(x.shape, generator = Nj.rng ()).ge_(torch.tensor rate)
-        x * keep.to_type(x.dtype).mul_(torch.tensor (1.0 / (1.0 - rate)))
-
 /// The parts every digits model shares: a loss, an accuracy count and a Train method that
 /// minimises the loss with the model's own optimizer. Training uses cross-entropy with label
 /// smoothing (the target puts labelSmoothing of its weight evenly on all ten classes).
@@ -76,7 +67,7 @@ type Cnn(channels: int, dropoutRate: float, optimizer: GradientTransformation, l
     let head = this.Sub("head", fun () -> Dense 10)
 
     override _.Logits(x, training) =
-        let drop h = if training then dropout dropoutRate h else h
+        let drop = Ops.dropout dropoutRate training
         let img = x.view(-1L, 1L, 8L, 8L)
         let h = torch.nn.functional.relu (conv1.Forward img)
         let h = torch.nn.functional.max_pool2d (torch.nn.functional.relu (conv2.Forward h), 2L)

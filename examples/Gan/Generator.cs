@@ -23,8 +23,8 @@ public sealed class Generator : Module
     public GeneratorNet Net { get; }
 
     /// <summary>One optimizer step that makes the <paramref name="critic"/> score the generated images as real. The
-    /// gradients reach only the generator's parameters (the optimizer's targets): the discriminator is read, never
-    /// written.</summary>
+    /// optimizer's target is the generator's network (its parameters; the normalisations' running statistics are
+    /// buffers, which the step writes but does not differentiate): the discriminator is read, never written.</summary>
     /// <param name="noise">Noise [n, noise size].</param>
     /// <param name="labels">The digits to generate [n].</param>
     /// <param name="critic">The discriminator that scores the images.</param>
@@ -35,5 +35,5 @@ public sealed class Generator : Module
             var fake = Net.Forward(noise, labels, training: true);
             var loss = nn.functional.softplus(-critic.Logits(fake, labels)).mean();
             return (loss, fake.detach());
-        }, Net.Parameters);
+        }, Net);
 }

@@ -4,7 +4,8 @@ using static TorchSharp.torch;
 namespace Gan;
 
 /// <summary>An exponential moving average of one module's entries kept in another module of the same shape, in the
-/// state like everything else (so checkpoints carry it).</summary>
+/// state like everything else (so checkpoints carry it). The average's entries are buffers: state that is not trained,
+/// which module targets and the summary's trainable count leave out.</summary>
 public static class MovingAverage
 {
     /// <summary>Moves every floating-point entry of <paramref name="average"/> towards the same entry of
@@ -24,7 +25,7 @@ public static class MovingAverage
         foreach (var (key, value) in source.Values)
         {
             var current = value.detach();
-            var old = average.Get(key, () => current.clone());
+            var old = average.Buffer(key, () => current.clone());
             average.Put(key, current.is_floating_point() ? old + (current - old) * (1 - decay) : current.clone());
         }
     }

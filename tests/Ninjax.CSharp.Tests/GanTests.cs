@@ -29,16 +29,20 @@ public class GanTests
     [Fact]
     public void Init_creates_both_networks_both_optimizers_and_an_average_that_starts_as_the_generator()
     {
-        var (_, state) = Fresh();
+        var (gan, state) = Fresh();
         Assert.Contains(state.Keys, k => Under(k, "gan/generator/net"));
         Assert.Contains(state.Keys, k => Under(k, "gan/generator/opt"));
         Assert.Contains(state.Keys, k => Under(k, "gan/discriminator/opt"));
         Assert.Contains("gan/discriminator/embed", state.Keys);
-        Assert.Contains("gan/generator/net/norm1/running_var", state.Keys);
+        Assert.Contains("gan/generator/net/norm1/var", state.Keys);
         var averaged = state.Keys.Where(k => Under(k, "gan/average")).ToArray();
         Assert.Equal(state.Keys.Count(k => Under(k, "gan/generator/net")), averaged.Length);
         foreach (var key in averaged)
             Check.SameTensor(state[key.Replace("gan/average/", "gan/generator/net/")], state[key], key);
+        // The average is not trained: its entries are buffers, and the model's parameters are the two players' own.
+        Assert.All(averaged, k => Assert.Equal(EntryKind.Buffer, gan.EntryKinds(state)[k]));
+        Assert.Empty(gan.Average.ParameterKeys(state));
+        Assert.Equal(gan.Generator.Net.ParameterKeys(state).Concat(gan.Discriminator.ParameterKeys(state)).Order(), gan.ParameterKeys(state).Order());
     }
 
     [Fact]
@@ -80,9 +84,34 @@ public class GanTests
         const string w = "hidden1/w";
         var expected = state["gan/average/" + w] * 0.995 + after["gan/generator/net/" + w] * 0.005;
         Check.Close(expected, after["gan/average/" + w], 1e-6, "the average");
-        Check.SameTensor(after["gan/generator/net/norm1/num_batches_tracked"], after["gan/average/norm1/num_batches_tracked"], "counters are copied");
+        // The running statistics of the normalisation are averaged like the weights.
+        Check.Close(state["gan/average/norm1/var"] * 0.995 + after["gan/generator/net/norm1/var"] * 0.005, after["gan/average/norm1/var"], 1e-6, "the running variance");
         Assert.Equal(1L, after["gan/generator/opt/count"].item<long>());
         Assert.Equal(1L, after["gan/discriminator/opt/count"].item<long>());
+    }
+
+    private sealed class Holder : Module
+    {
+        public Holder(string name) : base(name) { }
+
+        public void Set(float w, long n)
+        {
+            Put("w", Get("w", () => zeros(2)) * 0 + w);
+            Put("n", Get("n", () => zeros(1, dtype: ScalarType.Int64)) * 0 + n);
+        }
+    }
+
+    [Fact]
+    public void A_moving_average_starts_as_a_copy_averages_floating_entries_and_copies_the_others()
+    {
+        var source = new Holder("source");
+        var average = new Holder("average");
+        var (state, _) = Nj.Pure(() => { source.Set(1, 3); MovingAverage.Update(average, source, 0.9); return 0; })(States.Empty, create: true);
+        Check.SameTensor(tensor(new[] { 1f, 1f }), state["average/w"], "a copy on first use");
+        (state, _) = Nj.Pure(() => { source.Set(3, 7); MovingAverage.Update(average, source, 0.9); return 0; })(state);
+        Check.Close(tensor(new[] { 1.2f, 1.2f }), state["average/w"], 1e-6, "0.9 * 1 + 0.1 * 3");
+        Check.SameTensor(tensor(new[] { 7L }), state["average/n"], "integers are copied");
+        Assert.Throws<ArgumentOutOfRangeException>(() => MovingAverage.Update(average, source, 1.0));
     }
 
     [Fact]
