@@ -116,7 +116,7 @@ public static class GanTraining
         var folder = Path.GetDirectoryName(Path.GetFullPath(path));
         if (folder is not null)
             Directory.CreateDirectory(folder);
-        Checkpoint.save(path, state, CheckpointMetadataModule.withString("trainer", "gan", CheckpointMetadataModule.ofStep(steps)));
+        Checkpoints.Save(path, state, step: steps, strings: new Dictionary<string, string> { ["trainer"] = "gan" });
     }
 
     /// <summary>Reads a checkpoint written by <see cref="Save"/> into a fresh state for <paramref name="gan"/>: every
@@ -127,6 +127,6 @@ public static class GanTraining
     public static State Load(string path, ConditionalGan gan)
     {
         var expected = Init(gan, zeros(2, GanOptions.Pixels), zeros(2, dtype: ScalarType.Int64), seed: 0);
-        return Checkpoint.loadInto(expected, path).Item1;
+        return Checkpoints.LoadInto(expected, path).State;
     }
 }
