@@ -11,8 +11,10 @@ open Fake.Core
 // Configuration
 // ---------------------------------------------------------------------------
 
-/// Project executed by the `Run` target (e.g. later: a digits trainer).
-let runProject = "examples/Digits"
+/// The main job (the `Run` target): the digits classifier, saved for the GAN, which it scores.
+let classifierProject = "examples/Digits"
+let ganProject = "examples/Gan"
+let classifierCheckpoint = "artifacts/digits.safetensors"
 let solution = "Ninjax.sln"
 let configuration = "Release"
 let root = __SOURCE_DIRECTORY__
@@ -384,7 +386,8 @@ Target.create "Bench" (fun _ ->
     run "mpirun" (mpirunOnThisMachine 2 @ [ "dotnet"; sprintf "bench/Ninjax.Bench/bin/%s/net10.0/Ninjax.Bench.dll" configuration; "--distributed" ]))
 
 Target.create "Run" (fun _ ->
-    run "dotnet" [ "run"; "--project"; runProject; "-c"; configuration; "--no-build" ])
+    run "dotnet" [ "run"; "--project"; classifierProject; "-c"; configuration; "--no-build"; "--"; "--save"; classifierCheckpoint ]
+    run "dotnet" [ "run"; "--project"; ganProject; "-c"; configuration; "--no-build"; "--"; "--classifier"; classifierCheckpoint ])
 
 /// The digits trainer data-parallel on 2 processes of this machine (each takes half of every batch).
 Target.create "RunDistributed" (fun _ ->

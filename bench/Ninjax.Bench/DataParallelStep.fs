@@ -65,4 +65,4 @@ let run (steps: int) =
         printfn "Data-parallel step at %d processes (%s): Adam, batches of 128 split across ranks, %d steps, one intra-op thread." comm.Size comm.Library steps
         printfn "%-5s %10s %12s %16s %13s %14s %22s" "model" "parameters" "step p50 us" "all-reduce p50 us" "share (p50)" "share (total)" "all-reduce alone p50 us"
     measure comm "mlp" (fun c -> Digits.Models.Mlp([ 256; 256 ], 1e-3, "model", c)) steps
-    measure comm "cnn" (fun c -> Digits.Models.Cnn(16, 1e-3, "model", c)) steps
+    measure comm "cnn" (fun c -> Digits.Models.Cnn(32, 0.0, Optax.adam 1e-3, 0.0, "model", c)) steps

@@ -34,7 +34,7 @@ let tests =
             Expect.equal (count "All ranks hold the same state." lines) 1 "and that the ranks ended in sync"
             let accuracy = lines |> Array.find (fun l -> l.StartsWith "test accuracy:") |> fun l -> float (l.Substring 14)
             Expect.isGreaterThan accuracy 0.9 "the MLP learns the digits in 2 epochs"
-            finished (Launch.digits 2 limit (common @ [ "--epochs"; "1"; "--save"; first ])) |> ignore
+            finished (Launch.digits 2 limit (common @ [ "--epochs"; "2"; "--stop-after"; "1"; "--save"; first ])) |> ignore
             let lines = finished (Launch.digits 2 limit (common @ [ "--epochs"; "2"; "--resume"; first; "--save"; resumed ]))
             Expect.equal (count "epoch  2/2" lines) 1 "the resumed run trains epoch 2 only"
             Expect.equal (count "epoch  1/2" lines) 0 "and not epoch 1 again"
