@@ -83,6 +83,12 @@ public class StateInspectionTests
         var entry = rows.OfType<SummaryRow.EntryRow>().First(r => r.Path == "model/gen/w");
         Assert.Equal(2, entry.Depth);
         Assert.Equal(6, entry.Totals.Elements);
+        Assert.Equal(new long[] { 2, 3 }, entry.Shape);
+        Assert.Equal(TorchSharp.torch.ScalarType.Float32, entry.DType);
+        Assert.Equal(EntryKind.Unclassified, entry.Kind);
+        Assert.Null(rows[0].Shape);
+        Assert.Null(rows[0].DType);
+        Assert.Null(rows[0].Kind);
         var totals = state.Totals();
         Assert.Equal(4, totals.Entries);
         Assert.Equal(6 + 3 + 3 + 1, totals.Elements);

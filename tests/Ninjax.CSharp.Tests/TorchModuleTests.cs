@@ -60,6 +60,20 @@ public class TorchModuleTests
     }
 
     [Fact]
+    public void A_wrapped_LSTM_returns_output_and_states_as_a_value_tuple()
+    {
+        var lstm = new TorchModule<TorchSharp.Modules.LSTM>(() => nn.LSTM(3, 4), "lstm");
+        var x = arange(0, 30, dtype: float32).reshape(5, 2, 3) / 30;
+        var state = Nj.Init((Tensor x) => lstm.Forward(x))(States.Empty, x, seed: 0);
+        var (_, (output, h, c)) = Nj.Pure((Tensor x) => lstm.ForwardLstm(x))(state, x);
+        Assert.Equal(new long[] { 5, 2, 4 }, output.shape);
+        Assert.Equal(new long[] { 1, 2, 4 }, h.shape);
+        Assert.Equal(new long[] { 1, 2, 4 }, c.shape);
+        // The last step's output is the final hidden state.
+        Close(output[4], h[0], 1e-6, "h_n is the last output");
+    }
+
+    [Fact]
     public void Gradients_reach_the_wrapped_modules_parameters()
     {
         var model = new EncoderModel();

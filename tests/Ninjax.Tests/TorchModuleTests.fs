@@ -150,7 +150,7 @@ let tests =
             let _, state =
                 agreesWithPlain
                     (fun () -> torch.nn.LSTM(3L, 4L, numLayers = 2L, bidirectional = true))
-                    (fun a x -> lstmOut (a.ForwardLstm x))
+                    (fun a x -> let struct (o, h, c) = a.ForwardLstm x in lstmOut (o, h, c))
                     plainLstm
                     (torch.randn(6L, 2L, 3L))
                     1e-5
@@ -161,7 +161,7 @@ let tests =
             let c0 = torch.randn(1L, 3L, 4L)
             agreesWithPlain
                 (fun () -> torch.nn.LSTM(2L, 4L, batchFirst = true))
-                (fun a x -> lstmOut (a.ForwardLstm(x, h0, c0)))
+                (fun a x -> let struct (o, h, c) = a.ForwardLstm(x, h0, c0) in lstmOut (o, h, c))
                 (fun m x ->
                     let struct (o, h, c) = m.forward(x, Nullable<struct (T * T)>(struct (h0, c0)))
                     lstmOut (o, h, c))
@@ -174,7 +174,7 @@ let tests =
             let x = torch.randn(5L, 2L, 3L)
             let state = Nj.init 0L lstm.Forward State.empty x
             let _, y = Nj.purify lstm.Forward state x
-            let _, (o, _, _) = Nj.purify (fun x -> lstm.ForwardLstm x) state x
+            let _, struct (o, _, _) = Nj.purify (fun x -> lstm.ForwardLstm x) state x
             Expect.equal y.shape [| 5L; 2L; 4L |] "shape"
             expectIdentical y o "same as ForwardLstm's output"
 

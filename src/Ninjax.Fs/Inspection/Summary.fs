@@ -44,6 +44,24 @@ type SummaryRow =
         | ModuleRow(_, _, t) -> t
         | EntryRow(_, _, _, _, _, t) -> t
 
+    /// The entry's shape; null for a module row.
+    member r.Shape: int64[] =
+        match r with
+        | ModuleRow _ -> null
+        | EntryRow(_, _, shape, _, _, _) -> shape
+
+    /// The entry's dtype; null for a module row.
+    member r.DType: Nullable<torch.ScalarType> =
+        match r with
+        | ModuleRow _ -> Nullable()
+        | EntryRow(_, _, _, dtype, _, _) -> Nullable dtype
+
+    /// The entry's kind (parameter, buffer, optimizer state, ...); null for a module row.
+    member r.Kind: Nullable<EntryKind> =
+        match r with
+        | ModuleRow _ -> Nullable()
+        | EntryRow(_, _, _, _, kind, _) -> Nullable kind
+
 /// A table of what a state holds, grouped by module path, with sizes per entry, per module and
 /// overall (like Flax's tabulate or Keras's summary). Given the model (<c>rowsOf</c>,
 /// <c>totalsOf</c>, <c>renderOf</c>) it counts trainable parameters apart from other state

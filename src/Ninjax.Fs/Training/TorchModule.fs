@@ -404,7 +404,7 @@ type TorchModule<'M when 'M :> torch.nn.Module>(make: Func<'M>, [<Optional; Defa
         if isNull (box x) then raise (ArgumentNullException("x"))
         match execution with
         | FunctionalLstm _ ->
-            let output, _, _ = this.ForwardLstm x
+            let struct (output, _, _) = this.ForwardLstm x
             output
         | Rebind ->
             match box template with
@@ -422,13 +422,14 @@ type TorchModule<'M when 'M :> torch.nn.Module>(make: Func<'M>, [<Optional; Defa
 
     /// Runs a wrapped LSTM: input (seq, batch, features), or (batch, seq, features) when it was
     /// built batch-first, or (seq, features); optional initial hidden and cell states of shape
-    /// (layers * directions, batch, hidden). Returns (output, h_n, c_n) as TorchSharp does.
+    /// (layers * directions, batch, hidden). Returns (output, h_n, c_n) as TorchSharp does, as a
+    /// struct tuple (a ValueTuple in C#: <c>var (output, h, c) = lstm.ForwardLstm(x);</c>).
     member this.ForwardLstm
         (
             x: torch.Tensor,
             [<Optional; DefaultParameterValue(null: torch.Tensor)>] h0: torch.Tensor,
             [<Optional; DefaultParameterValue(null: torch.Tensor)>] c0: torch.Tensor
-        ) : torch.Tensor * torch.Tensor * torch.Tensor =
+        ) : struct (torch.Tensor * torch.Tensor * torch.Tensor) =
         match execution with
         | Rebind -> raise (NotSupportedException(sprintf "%O wraps a %s, not an LSTM; use Forward or Call." this typeName))
         | FunctionalLstm shape ->
@@ -450,7 +451,8 @@ type TorchModule<'M when 'M :> torch.nn.Module>(make: Func<'M>, [<Optional; Defa
             let values = this.StateValues()
             let byName = Dictionary<string, torch.Tensor>()
             entries |> Array.iteri (fun i e -> byName.[e.TorchName] <- values.[i])
-            LstmFunctional.forward shape (fun n -> byName.[n]) x h0 c0
+            let output, h, c = LstmFunctional.forward shape (fun n -> byName.[n]) x h0 c0
+            struct (output, h, c)
 
 /// F#-shaped members of TorchModule, kept off the class itself so that C# code sees no F# type
 /// (C# gets its own in the Ninjax.CSharp facade).
