@@ -283,6 +283,18 @@ let tests =
             let e = throwsWith<InvalidOperationException> (fun () -> Nj.purifyWith (named "then fail") thenFail state (torch.ones 3L) |> ignore)
             mentions e ["'model/w'"; "boom" ]
 
+        testCase "an in-place update of an entry read through a module's Values or GetM is caught too" <| fun () ->
+            let state = smallState ()
+            let holder = Module("model")
+            let viaValues (x: torch.Tensor) =
+                holder.Values.["w"].add_ x |> ignore
+                0
+            mentions (throwsWith<InvalidOperationException> (fun () -> Nj.purifyWith (named "via values") viaValues state (torch.ones 3L) |> ignore)) [ "'model/w'"; "in place" ]
+            let viaGetM (x: torch.Tensor) =
+                holder.GetM().["model/scale"].mul_ x |> ignore
+                0
+            mentions (throwsWith<InvalidOperationException> (fun () -> Nj.purifyWith (named "via getm") viaGetM state (torch.ones 3L) |> ignore)) [ "'model/scale'"; "in place" ]
+
         testCase "in-place updates of tensors the call created, out-of-place updates and donated states are fine" <| fun () ->
             let model = Averager "model"
             let x = batch ()

@@ -137,13 +137,16 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
     member _.Values: State =
         let prefix = path + "/"
         Ambient.exec (
-            Nj(fun _ world ->
+            Nj(fun env world ->
                 let entries = world.State.Entries
                 let mutable found = Map.empty
                 let mutable read = world.Read
                 for k in world.State.KeysUnder path do
                     if k.Length > prefix.Length then
-                        found <- found.Add(k.Substring prefix.Length, entries.[k])
+                        let v = entries.[k]
+                        // Recorded like any read, so an in-place change of the entry is caught.
+                        if not (isNull env.Log) then env.Log.Read(k, v)
+                        found <- found.Add(k.Substring prefix.Length, v)
                         read <- read.Add k
                 struct (State found, { world with Read = read }))
         )

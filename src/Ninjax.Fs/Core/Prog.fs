@@ -177,17 +177,20 @@ module Prog =
     let getm (filter: Regex option) : Nj<State> =
         Nj(fun env world ->
             let prefix = if env.Scope = "" then "" else env.Scope + "/"
+            let entries = world.State.Entries
+            // The scope's keys by binary search (O(log n + k)), not a pass over the whole state.
+            let keys: seq<string> = if env.Scope = "" then world.State.Keys else world.State.KeysUnder env.Scope
             let mutable found = Map.empty
             let mutable read = world.Read
-            for kv in world.State.Entries do
-                let k = kv.Key
-                if k.StartsWith(prefix, StringComparison.Ordinal) then
+            for k in keys do
+                if k.Length > prefix.Length && k.StartsWith(prefix, StringComparison.Ordinal) then
                     let rel = k.Substring prefix.Length
                     match filter with
                     | Some r when not (r.IsMatch rel) -> ()
                     | _ ->
-                        if not (isNull env.Log) then env.Log.Read(k, kv.Value)
-                        found <- found.Add(k, kv.Value)
+                        let v = entries.[k]
+                        if not (isNull env.Log) then env.Log.Read(k, v)
+                        found <- found.Add(k, v)
                         read <- read.Add k
             struct (State found, { world with Read = read }))
 
