@@ -12,7 +12,7 @@ type TrainStepBenchmarks() =
     let mutable workload: Workloads.Workload = Unchecked.defaultof<_>
 
     /// The workload's name (Workloads.all).
-    [<Params("mlp-b8", "mlp-b128", "cnn-b32")>]
+    [<Params("mlp-b8", "mlp-b128", "cnn-b32", "gan-b64")>]
     member val Workload = "" with get, set
 
     [<GlobalSetup>]
