@@ -22,11 +22,14 @@ public static class MovingAverage
         if (!(decay >= 0 && decay < 1))
             throw new ArgumentOutOfRangeException(nameof(decay), decay, "The decay of a moving average must lie in [0, 1).");
         using var _ = no_grad();
+        // lerp's weight as a tensor (TorchSharp has no scalar overload), made once per update and dtype.
+        Tensor? weight = null;
         foreach (var (key, value) in source.Values)
         {
             var current = value.detach();
             var old = average.Buffer(key, () => current.clone());
-            average.Put(key, current.is_floating_point() ? old + (current - old) * (1 - decay) : current.clone());
+            // One kernel per entry: lerp(old, current, w) = old + (current - old) * w.
+            average.Put(key, current.is_floating_point() ? lerp(old, current, weight = weight is not null && weight.dtype == old.dtype ? weight : tensor(1 - decay, dtype: old.dtype)) : current.clone());
         }
     }
 }
