@@ -1,4 +1,5 @@
 using Ninjax;
+using Ninjax.CSharp;
 using static TorchSharp.torch;
 
 namespace Gan;
@@ -28,8 +29,15 @@ public static class MovingAverage
         {
             var current = value.detach();
             var old = average.Buffer(key, () => current.clone());
-            // One kernel per entry: lerp(old, current, w) = old + (current - old) * w.
-            average.Put(key, current.is_floating_point() ? lerp(old, current, weight = weight is not null && weight.dtype == old.dtype ? weight : tensor(1 - decay, dtype: old.dtype)) : current.clone());
+            if (!current.is_floating_point())
+            {
+                average.Put(key, current.clone());
+                continue;
+            }
+            weight = weight is not null && weight.dtype == old.dtype ? weight : tensor(1 - decay, dtype: old.dtype);
+            // One kernel per entry, lerp(old, current, w) = old + (current - old) * w: in place when the call owns
+            // the average's tensor (a donating loop), into a new tensor otherwise; the same numbers either way.
+            average.Put(key, Nj.MayUpdateInPlace(old) ? old.lerp_(current, weight) : lerp(old, current, weight));
         }
     }
 }

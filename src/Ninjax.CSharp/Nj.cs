@@ -26,6 +26,16 @@ public static partial class Nj
     /// <summary>True while the current call may create entries (ninjax's <c>creating</c>), as during <c>Init</c>.</summary>
     public static bool Creating => NjModule.creating();
 
+    /// <summary>True when the current call owns <paramref name="tensor"/> and may update it in place: the call donates
+    /// its state (<c>donate: true</c>), runs outside any gradient and may modify, and the tensor is what exactly one
+    /// entry of the donated state holds (contiguous, not float16 or bfloat16). Then update it in place
+    /// (<c>old.lerp_(x, w)</c>) and put it back; otherwise compute a new tensor (<c>lerp(old, x, w)</c>). The results
+    /// are the same bit for bit; only the allocations differ. A true answer counts as a write in place: should the
+    /// call fail afterwards, the donated state is marked as used.</summary>
+    /// <param name="tensor">A tensor read from the state in this call.</param>
+    /// <returns>Whether an in-place update of the tensor is allowed.</returns>
+    public static bool MayUpdateInPlace(Tensor tensor) => NjModule.mayUpdateInPlace(tensor);
+
     /// <summary>The whole state of the current call as it is now (ninjax's <c>state</c>).</summary>
     public static State State => NjModule.state();
 

@@ -136,6 +136,26 @@ public class GanTests
     }
 
     [Fact]
+    public void Donated_steps_update_the_average_in_place_with_the_same_numbers_as_plain_steps()
+    {
+        var (images, labels) = Digits.Value;
+        var (x, y) = (images[..64], labels[..64]);
+        var (gan, start) = Fresh(seed: 4);
+        var plain = Nj.Pure(gan.Train);
+        var donated = Nj.Pure(gan.Train, donate: true);
+        var (p, d) = (start.Map((_, t) => t.clone()), start.Map((_, t) => t.clone()));
+        var averaged = d["gan/average/hidden1/w"];
+        for (long step = 0; step < 3; step++)
+        {
+            (p, _) = plain(p, x, y, seed: step);
+            (d, _) = donated(d, x, y, seed: step);
+        }
+        Assert.Same(averaged, d["gan/average/hidden1/w"]);
+        Check.SameState(p, d, "donated and plain steps");
+        Assert.False(Nj.Pure((Tensor t) => Nj.MayUpdateInPlace(t))(p, p["gan/average/hidden1/w"]).Item2, "not inside a call that owns it");
+    }
+
+    [Fact]
     public void The_checkpoint_loads_into_a_fresh_model_that_samples_the_same_images()
     {
         var (gan, state) = Fresh();

@@ -167,6 +167,29 @@ let tests =
             let train = Nj.purifyWith (donating |> Options.withCreate true) model.TrainKeepingWeight
             mentions (throwsWith<InvalidOperationException> (fun () -> train state (x, y) |> ignore)) [ "model/h/w"; "model/copy"; "share one tensor" ]
 
+        testCase "mayUpdateInPlace is true only for a donated entry's tensor the call owns, outside gradients" <| fun () ->
+            // A fresh state each time (a donated one cannot be used again), "b" held under two keys.
+            let state () = State.ofSeq [ "a", torch.ones 3L; "b", torch.ones 3L ] |> fun s -> State.add "alias" s.["b"] s
+            let ask (key: string) () = Nj.mayUpdateInPlace (Nj.read key)
+            Expect.isFalse (snd (Nj.purify (ask "a") (state ()) ())) "not donating: no"
+            Expect.isTrue (snd (Nj.purifyWith donating (ask "a") (state ()) ())) "donating, one key: yes"
+            Expect.isFalse (snd (Nj.purifyWith donating (ask "b") (state ()) ())) "a tensor under two keys: no"
+            Expect.isFalse (snd (Nj.purifyWith (donating |> Options.withModify false) (ask "a") (state ()) ())) "modify off: no"
+            let created () = Nj.mayUpdateInPlace (Nj.put "a" (torch.zeros 3L))
+            Expect.isFalse (snd (Nj.purifyWith donating created (state ()) ())) "a tensor the call made, not the state's: no"
+            let half = State.ofSeq [ "h", torch.ones(3L, dtype = torch.float16) ]
+            Expect.isFalse (snd (Nj.purifyWith donating (ask "h") half ())) "float16: no"
+            let inGrad () =
+                let mutable answer = true
+                Nj.grad (fun () -> answer <- Nj.mayUpdateInPlace (Nj.read "b"); Nj.read "a" |> fun t -> t.sum ()) [ Target.Key "a" ] () |> ignore
+                answer
+            Expect.isFalse (snd (Nj.purifyWith donating inGrad (State.ofSeq [ "a", torch.ones 3L; "b", torch.ones 3L ]) ())) "inside a gradient: no"
+            // A granted update counts as a write in place, even before the code makes it.
+            let failing () = if Nj.mayUpdateInPlace (Nj.read "a") then failwith "failed after being granted an in-place update"
+            let donated = state ()
+            Expect.throws (fun () -> Nj.purifyWith donating failing donated () |> ignore) "the call fails"
+            Expect.isTrue donated.IsDonated "a call that failed after a granted in-place update marks the state"
+
         testCase "a tensor held under two keys is neither overwritten nor freed" <| fun () ->
             let model = Tracker "model"
             let x, y = batch ()

@@ -52,6 +52,11 @@ module Nj =
     /// True while the current call may create entries (ninjax's creating).
     let creating () : bool = Ambient.exec Prog.creating
 
+    /// True when the current call owns the tensor and may update it in place (a donating call;
+    /// see Prog.mayUpdateInPlace): then <c>t.lerp_(...)</c> and a put of <c>t</c>, otherwise
+    /// a new tensor. Same results either way, fewer allocations when true.
+    let mayUpdateInPlace (tensor: torch.Tensor) : bool = Ambient.exec (Prog.mayUpdateInPlace tensor)
+
     /// The whole state of the current call as it is now (ninjax's state).
     let state () : State = Ambient.exec Prog.state
 

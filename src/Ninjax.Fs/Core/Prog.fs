@@ -231,6 +231,30 @@ module Prog =
     /// the purified call returns.
     let rng: Nj<torch.Generator> = Monad.rng
 
+    /// True when the running call owns <paramref name="tensor"/> and may change it in place:
+    /// the call donates its state (and is outside any gradient, free to modify), the tensor is
+    /// what one entry of the donated state holds, no other key holds it, it is contiguous and not
+    /// float16 or bfloat16 (whose in-place ops libtorch rounds differently). Code that gets true
+    /// may update the tensor in place (<c>lerp_</c>, <c>mul_</c>, a kernel's running statistics)
+    /// and put it back, as the fused optimizer steps do; otherwise it computes a new tensor. The
+    /// results are the same bit for bit either way; only the allocations differ. A true answer
+    /// counts as a write in place: should the call fail afterwards, the donated state is marked.
+    let mayUpdateInPlace (tensor: torch.Tensor) : Nj<bool> =
+        Nj(fun env world ->
+            if isNull (box tensor) then raise (ArgumentNullException("tensor"))
+            let donation = env.Donation
+            let may =
+                not (isNull donation)
+                && env.GradDepth = 0
+                && env.Flags.Modify
+                && not env.Flags.Ignore
+                && not tensor.IsInvalid
+                && tensor.dtype <> torch.float16
+                && tensor.dtype <> torch.bfloat16
+                && donation.MayOverwrite tensor
+            if may then donation.Overwrote tensor
+            struct (may, world))
+
     /// Like rng, but None when the call has no seed (ninjax's seed(optional=True)), for code
     /// that randomizes only when it can.
     let tryRng: Nj<torch.Generator option> =
