@@ -13,9 +13,12 @@ let private settings kind epochs =
 
 let private temp () = Path.Combine(Path.GetTempPath(), sprintf "ninjax-digits-%s.safetensors" (Guid.NewGuid().ToString "N"))
 
+// Sequenced: with these trainings running side by side, a resumed run differed from the
+// uninterrupted one in about 1 of 10 runs of the suite (never when sequenced); the cause is not
+// found yet (docs/NOTES.md, 2026-11-29, lead).
 [<Tests>]
 let tests =
-    testList "digits" [
+    testSequenced <| testList "digits" [
         testCase "the data loads with the documented sizes and ranges" <| fun () ->
             let train, test = Digits.Data.loadBoth (Digits.Data.defaultFolder ())
             Expect.equal train.Images.shape [| 3823L; 64L |] "train images"

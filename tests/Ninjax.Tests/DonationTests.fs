@@ -141,6 +141,26 @@ let tests =
             Expect.equal (State.count State.empty) 0 "and is still empty"
             Expect.isTrue (State.containsKey "model/h/w" created) "the call created its entries"
 
+        testCase "a donating call on State.empty does not block calls on State.empty elsewhere" <| fun () ->
+            // State.empty is one object shared by every caller: a donating call that starts from it
+            // must not claim it, or every other thread's Nj.init would fail while it runs.
+            use started = new Threading.ManualResetEventSlim(false)
+            use release = new Threading.ManualResetEventSlim(false)
+            let slow () =
+                started.Set()
+                release.Wait(TimeSpan.FromSeconds 30.0) |> ignore
+                Nj.put "x" (torch.ones 1L) |> ignore
+            let worker = Threading.Tasks.Task.Run(fun () -> Nj.purifyWith (donating |> Options.withCreate true) slow State.empty () |> fst)
+            try
+                Expect.isTrue (started.Wait(TimeSpan.FromSeconds 30.0)) "the donating call started"
+                let model = Tracker "model"
+                let x, y = batch ()
+                let state = Nj.init 0L model.Train State.empty (x, y)
+                Expect.isTrue (State.containsKey "model/h/w" state) "an init on State.empty ran while the donating call was running"
+            finally
+                release.Set()
+            Expect.isTrue (State.containsKey "x" worker.Result) "the donating call finished"
+
         testCase "an output that holds a replaced entry keeps it alive with its old value" <| fun () ->
             let model = Tracker "model"
             let x, y = batch ()

@@ -301,7 +301,7 @@ module Purify =
         // Nothing to hand over when the call changed nothing, when the output holds the donated
         // state itself (Prog.state before any write), or when it is empty (the shared State.empty
         // must stay usable).
-        if not (obj.ReferenceEquals(world.State, donated)) && not (walked.Contains donated) && donated.Count > 0 then
+        if not (obj.ReferenceEquals(world.State, donated)) && not (walked.Contains donated) && not donated.Entries.IsEmpty then
             donated.Donate(name, language)
             donation.HandOn(world.State, changes)
         world
@@ -355,7 +355,10 @@ module Purify =
                     )
                 )
         // A donating call owns the state until it returns: a second call on it fails.
-        if opts.Donate then state.Claim name
+        // An empty state (State.empty is shared by every caller) holds nothing to update in place:
+        // claiming it would make unrelated calls on other threads fail while this one runs.
+        let claims = opts.Donate && not state.Entries.IsEmpty
+        if claims then state.Claim name
         try
             let donation = if opts.Donate then Donation state else null
             let log = CallLog(if isNull outer then null else outer.Env.Log)
@@ -432,7 +435,7 @@ module Purify =
                 for d in env.Disposables do
                     d.Dispose()
         finally
-            if opts.Donate then state.Release()
+            if claims then state.Release()
 
     /// A function returning a program, purified: state and argument in, new state and output out.
     let fn (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State * 'B =
