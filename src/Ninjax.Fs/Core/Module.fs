@@ -134,22 +134,7 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
     /// The entries of this module keyed RELATIVE to its path (ninjax's values): <c>w</c> and
     /// <c>h1/b</c> for <c>model/w</c> and <c>model/h1/b</c>. GetM returns the same entries keyed
     /// absolutely. Every returned entry counts as read.
-    member _.Values: State =
-        let prefix = path + "/"
-        Ambient.exec (
-            Nj(fun env world ->
-                let entries = world.State.Entries
-                let mutable found = Map.empty
-                let mutable read = world.Read
-                for k in world.State.KeysUnder path do
-                    if k.Length > prefix.Length then
-                        let v = entries.[k]
-                        // Recorded like any read, so an in-place change of the entry is caught.
-                        if not (isNull env.Log) then env.Log.Read(k, v)
-                        found <- found.Add(k.Substring prefix.Length, v)
-                        read <- read.Add k
-                struct (State found, { world with Read = read }))
-        )
+    member _.Values: State = Ambient.exec (Prog.readUnder path None (fun _ relative -> relative))
 
     /// Reads the entry <paramref name="name"/> of this module, creating it with
     /// <paramref name="ctor"/> on first use, and declares it a buffer: state the module keeps

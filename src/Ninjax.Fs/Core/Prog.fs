@@ -172,27 +172,32 @@ module Prog =
                 w <- w1
             struct ((), w))
 
-    /// The entries of the current scope (absolute keys) whose key relative to the scope the
-    /// filter matches; every returned key counts as read.
-    let getm (filter: Regex option) : Nj<State> =
+    /// The entries under a key prefix (found by binary search, O(log n + k), not a pass over the
+    /// state) whose key relative to the prefix the filter matches, keyed by keyOf (absolute key,
+    /// relative key); every returned key counts as read, as Prog.get's reads do.
+    let internal readUnder (prefix: string) (filter: Regex option) (keyOf: string -> string -> string) : Nj<State> =
         Nj(fun env world ->
-            let prefix = if env.Scope = "" then "" else env.Scope + "/"
             let entries = world.State.Entries
-            // The scope's keys by binary search (O(log n + k)), not a pass over the whole state.
-            let keys: seq<string> = if env.Scope = "" then world.State.Keys else world.State.KeysUnder env.Scope
+            let start = if prefix = "" then "" else prefix + "/"
+            let keys: seq<string> = if prefix = "" then world.State.Keys else world.State.KeysUnder prefix
             let mutable found = Map.empty
             let mutable read = world.Read
             for k in keys do
-                if k.Length > prefix.Length && k.StartsWith(prefix, StringComparison.Ordinal) then
-                    let rel = k.Substring prefix.Length
+                if k.Length > start.Length then
+                    let rel = k.Substring start.Length
                     match filter with
                     | Some r when not (r.IsMatch rel) -> ()
                     | _ ->
                         let v = entries.[k]
                         if not (isNull env.Log) then env.Log.Read(k, v)
-                        found <- found.Add(k, v)
+                        found <- found.Add(keyOf k rel, v)
                         read <- read.Add k
             struct (State found, { world with Read = read }))
+
+    /// The entries of the current scope (absolute keys) whose key relative to the scope the
+    /// filter matches; every returned key counts as read.
+    let getm (filter: Regex option) : Nj<State> =
+        Nj(fun env world -> Monad.runIn env world (readUnder env.Scope filter (fun key _ -> key)))
 
     /// Writes entries under absolute keys that must lie in the current scope.
     let putm (entries: State) : Nj<unit> =
@@ -231,6 +236,14 @@ module Prog =
     /// the purified call returns.
     let rng: Nj<torch.Generator> = Monad.rng
 
+    /// Which tensors the running call may overwrite in place: in a donating call outside any
+    /// gradient and free to modify, those Donation.MayOverwrite grants (each grant counted);
+    /// otherwise none. The fused optimizer steps and mayUpdateInPlace both ask this.
+    let internal overwriteGrant (env: Env) : torch.Tensor -> bool =
+        let donation = env.Donation
+        if isNull donation || env.GradDepth > 0 || not env.Flags.Modify || env.Flags.Ignore then fun _ -> false
+        else donation.MayOverwrite
+
     /// True when the running call owns <paramref name="tensor"/> and may change it in place:
     /// the call donates its state (and is outside any gradient, free to modify), the tensor is
     /// what one entry of the donated state holds, no other key holds it, it is contiguous and not
@@ -242,17 +255,12 @@ module Prog =
     let mayUpdateInPlace (tensor: torch.Tensor) : Nj<bool> =
         Nj(fun env world ->
             if isNull (box tensor) then raise (ArgumentNullException("tensor"))
-            let donation = env.Donation
             let may =
-                not (isNull donation)
-                && env.GradDepth = 0
-                && env.Flags.Modify
-                && not env.Flags.Ignore
-                && not tensor.IsInvalid
+                not tensor.IsInvalid
                 && tensor.dtype <> torch.float16
                 && tensor.dtype <> torch.bfloat16
-                && donation.MayOverwrite tensor
-            if may then donation.Overwrote tensor
+                && overwriteGrant env tensor
+            if may then env.Donation.Overwrote tensor
             struct (may, world))
 
     /// Like rng, but None when the call has no seed (ninjax's seed(optional=True)), for code

@@ -653,10 +653,13 @@ module Optax =
         count, lr
 
     /// The new parameters and optimizer state of a fused step from each slot's new tensors
-    /// (parameter first, then one per prefix). When every slot was updated in place and the
+    /// (parameter first, then one per prefix), with the next step count and this step's learning
+    /// rate (scalarEntry). When every slot was updated in place and the
     /// scalars too, the given states themselves come back: nothing changed but their tensors'
     /// values.
-    let private assemble (input: FusedStepInput) (prefixes: string[]) (slots: Slot[]) (results: torch.Tensor[][]) (count: torch.Tensor) (lr: torch.Tensor) : State * State =
+    let private assemble (input: FusedStepInput) (prefixes: string[]) (slots: Slot[]) (results: torch.Tensor[][]) (nextCount: int64) (lr: float) : State * State =
+        let count = scalarEntry input CountKey (float nextCount) torch.int64
+        let lr = scalarEntry input LearningRateKey lr torch.float64
         let entries = input.OptState.Entries
         let sameTensor (key: string) (t: torch.Tensor) =
             match entries.TryGetValue key with
@@ -675,6 +678,13 @@ module Optax =
                 for j in 0 .. prefixes.Length - 1 do
                     state <- state.Add(prefixes.[j] + "/" + slots.[i].Key, r.[j + 1])
             State parameters, State state
+
+    /// The whole step through the unfused transformation (its Update, then applyUpdates), for
+    /// parameters the SIMD loops cannot read.
+    let private unfusedStep (fallback: GradientTransformation) (input: FusedStepInput) : State * State =
+        let grads = if input.GradScale = 1.0 then input.Grads else mapGrads (fun _ g -> g.mul (input.GradScale.ToScalar())) input.Grads
+        let updates, next = fallback.Update grads input.OptState input.Params
+        applyUpdates input.Params updates, next
 
     /// New tensors like a slot's parameter and state tensors, for a step that may not write into them.
     let private freshLike (slot: Slot) : torch.Tensor[] =
@@ -753,9 +763,7 @@ module Optax =
                                 let updated = decayed.addcdiv (m, denom, value = stepScalar)
                                 if updated.dtype = p.dtype then updated else updated.to_type p.dtype
                         [| updated; m; v |])
-            let countEntry = scalarEntry input CountKey (float step) torch.int64
-            let lrEntry = scalarEntry input LearningRateKey lr torch.float64
-            assemble input adamPrefixes slots results countEntry lrEntry
+            assemble input adamPrefixes slots results step lr
 
     /// SGD's step fused (torch.optim.SGD's rule): L2 penalty, momentum with dampening and
     /// Nesterov, <c>param - lr d</c>, in one SIMD pass per contiguous float32 or float64 CPU
@@ -768,10 +776,7 @@ module Optax =
         fun input ->
             let count, lr = stepAndRate options.LearningRate input
             let slots = gather cache prefixes input
-            if not (Array.forall direct slots) then
-                let grads = if input.GradScale = 1.0 then input.Grads else mapGrads (fun _ g -> g.mul (input.GradScale.ToScalar())) input.Grads
-                let updates, next = fallback.Update grads input.OptState input.Params
-                applyUpdates input.Params updates, next
+            if not (Array.forall direct slots) then unfusedStep fallback input
             else
                 let scale = input.GradScale
                 let wd = options.WeightDecay
@@ -794,9 +799,7 @@ module Optax =
                         else
                             Kernels.sgd64 (c64, Kernels.span p, Kernels.span g, Kernels.spanOrEmpty buf, Kernels.span out.[0], Kernels.spanOrEmpty bufOut)
                         out)
-                let countEntry = scalarEntry input CountKey (float (count + 1L)) torch.int64
-                let lrEntry = scalarEntry input LearningRateKey lr torch.float64
-                assemble input prefixes slots results countEntry lrEntry
+                assemble input prefixes slots results (count + 1L) lr
 
     /// RMSprop's step fused (torch.optim.RMSprop's rule): L2 penalty, the running average of
     /// squared gradients, centering, momentum, in one SIMD pass per contiguous float32 or float64
@@ -813,10 +816,7 @@ module Optax =
         fun input ->
             let count, lr = stepAndRate options.LearningRate input
             let slots = gather cache prefixes input
-            if not (Array.forall direct slots) then
-                let grads = if input.GradScale = 1.0 then input.Grads else mapGrads (fun _ g -> g.mul (input.GradScale.ToScalar())) input.Grads
-                let updates, next = fallback.Update grads input.OptState input.Params
-                applyUpdates input.Params updates, next
+            if not (Array.forall direct slots) then unfusedStep fallback input
             else
                 let scale = input.GradScale
                 let wd = options.WeightDecay
@@ -846,9 +846,7 @@ module Optax =
                             Kernels.rms64 (c64, Kernels.span p, Kernels.span g, Kernels.span nu, Kernels.spanOrEmpty mu, Kernels.spanOrEmpty buf,
                                          Kernels.span out.[0], Kernels.span nuOut, Kernels.spanOrEmpty muOut, Kernels.spanOrEmpty bufOut)
                         out)
-                let countEntry = scalarEntry input CountKey (float (count + 1L)) torch.int64
-                let lrEntry = scalarEntry input LearningRateKey lr torch.float64
-                assemble input prefixes slots results countEntry lrEntry
+                assemble input prefixes slots results (count + 1L) lr
 
     // -------------------------------------------------------------------------------------
     // Optimizers

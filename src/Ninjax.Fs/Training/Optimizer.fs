@@ -177,9 +177,7 @@ type OptimizerBase internal (transform: GradientTransformation, name: string, da
         // into the tensors the caller handed over instead of allocating new ones.
         let env = Ambient.exec Prog.env
         let donation = env.Donation
-        let mayOverwrite: torch.Tensor -> bool =
-            if isNull donation || env.GradDepth > 0 || not env.Flags.Modify || env.Flags.Ignore then fun _ -> false
-            else donation.MayOverwrite
+        let mayOverwrite = Prog.overwriteGrant env
         // Targets that changed fail before anything is written in place: the transformation runs
         // without overwriting, to say exactly which keys differ, and its result is dropped.
         let step (mayOverwrite: torch.Tensor -> bool) =
