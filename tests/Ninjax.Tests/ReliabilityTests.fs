@@ -29,6 +29,25 @@ let private raised (f: unit -> unit) : exn =
     | :? AssertException -> reraise ()
     | e -> e
 
+/// glibc's heap statistics (mallinfo(3)), for the heap tuning's check.
+module private HeapInfo =
+    [<Struct; Runtime.InteropServices.StructLayout(Runtime.InteropServices.LayoutKind.Sequential)>]
+    type MallInfo2 =
+        val arena: unativeint
+        val ordblks: unativeint
+        val smblks: unativeint
+        val hblks: unativeint
+        val hblkhd: unativeint
+        val usmblks: unativeint
+        val fsmblks: unativeint
+        val uordblks: unativeint
+        val fordblks: unativeint
+        /// The free space at the top of the main heap, which glibc could give back.
+        val keepcost: unativeint
+
+    [<Runtime.InteropServices.DllImport("libc", ExactSpelling = true)>]
+    extern MallInfo2 mallinfo2()
+
 // ------------------------------------------------------------------------------------------
 // The child process: scenarios that used to abort the process (exit 134). Each prints a line
 // starting with "ok" or "FAIL"; the parent checks the lines and the exit code.
@@ -120,6 +139,20 @@ let child (group: string) : int =
         with e ->
             printfn "%s: %s" (e.GetType().Name) e.Message
             3
+    | "heap" ->
+        // Frees what a step of 1 MB blocks made, as a purified call frees its intermediates, and
+        // prints how much free memory glibc kept mapped at the top of the heap.
+        let f = Nj.purify (fun (x: torch.Tensor) -> x + 1.0f)
+        f State.empty (torch.ones 1L) |> ignore
+        printfn "tuning: %A" (NativeHeap.status ())
+        // One 4 MB block first: freeing it raises glibc's adaptive thresholds (mmap 4 MB, trim
+        // 8 MB), so the 1 MB blocks come from the heap when the tuning is off too.
+        (torch.empty [| 1048576L |]).Dispose()
+        let blocks = [ for _ in 1..24 -> torch.empty [| 262144L |] ]
+        for b in blocks do
+            b.Dispose()
+        printfn "kept: %d" (HeapInfo.mallinfo2 ()).keepcost
+        0
     | other ->
         eprintfn "unknown child group %s" other
         2
@@ -540,4 +573,36 @@ let tests =
             mentions output [ "InvalidOperationException"; foreign; "LD_LIBRARY_PATH" ]
             let code, output = runChild "libtorch" [ "LD_PRELOAD", foreign; LibTorchCheck.SwitchVariable, "off" ]
             Expect.equal code 0 ("the check can be switched off:\n" + output)
+
+        // --------------------------------------------------------------------------------
+        // glibc's heap keeps a step's freed memory for the next step (NativeHeap)
+
+        testCase "after the first purified call, memory a step frees stays mapped for the next one (child processes)" <| fun () ->
+            let kept (environment: (string * string) list) =
+                let code, output = runChild "heap" environment
+                Expect.equal code 0 ("the child ran:\n" + output)
+                let line = output.Split('\n') |> Array.find (fun l -> l.StartsWith "kept: ")
+                int64 (line.Substring 6), output
+            let tuned, output = kept []
+            mentions output [ "tuning: Tuned" ]
+            // Some blocks may land in free chunks below the top; most of the 24 MB ends up there.
+            Expect.isGreaterThanOrEqual tuned (16L * 1048576L) ("the 24 MB freed stays at the top of the heap:\n" + output)
+            let untuned, output = kept [ NativeHeap.SwitchVariable, "off" ]
+            mentions output [ "NINJAX_MALLOC_TUNING=off" ]
+            Expect.isLessThan untuned (4L * 1048576L) ("without the tuning glibc gives it back (this is what the tuning prevents):\n" + output)
+            let _, output = kept [ "GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1048576" ]
+            mentions output [ "GLIBC_TUNABLES" ]
+
+        testCase "the heap tuning leaves thresholds the user chose, and other allocators, alone" <| fun () ->
+            let env (pairs: (string * string) list) = fun name -> pairs |> List.tryFind (fun (k, _) -> k = name) |> Option.map snd |> Option.defaultValue null
+            Expect.isNone (NativeHeap.blockedBy (env [])) "a plain environment"
+            Expect.isNone (NativeHeap.blockedBy (env [ "GLIBC_TUNABLES", "glibc.malloc.arena_max=2" ])) "other tunables"
+            for pairs, reason in
+                [ [ NativeHeap.SwitchVariable, "OFF" ], "NINJAX_MALLOC_TUNING=off"
+                  [ "GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=65536" ], "GLIBC_TUNABLES"
+                  [ "MALLOC_TRIM_THRESHOLD_", "1000000" ], "MALLOC_*_"
+                  [ "LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2" ], "another allocator" ] do
+                match NativeHeap.blockedBy (env pairs) with
+                | Some why -> mentions why [ reason ]
+                | None -> failtestf "%A should leave the heap alone" pairs
     ]
