@@ -46,8 +46,10 @@ public sealed class ConditionalGan : Module
     public GanMetrics Train(Tensor images, Tensor labels)
     {
         var noise = randn([images.size(0), options.NoiseSize], generator: Nj.Rng());
-        var (generator, fake) = Generator.Train(noise, labels, Discriminator);
-        var discriminator = Discriminator.Train(images, fake, labels);
+        // The labels' one-hot rows, made once for the step's four forward passes.
+        var digits = Condition.Of(labels);
+        var (generator, fake) = Generator.Train(noise, digits, Discriminator);
+        var discriminator = Discriminator.Train(images, fake, digits);
         MovingAverage.Update(Average, Generator.Net, options.EmaDecay);
         return new GanMetrics(discriminator.Loss, generator.Loss);
     }
@@ -60,6 +62,6 @@ public sealed class ConditionalGan : Module
     {
         using var _ = no_grad();
         var noise = randn([labels.size(0), options.NoiseSize], generator: Nj.Rng());
-        return Average.Forward(noise, labels, training: false);
+        return Average.Forward(noise, Condition.Of(labels), training: false);
     }
 }

@@ -25,32 +25,32 @@ public sealed class Discriminator : Module
         output = Sub("output", () => new Dense(1));
     }
 
-    /// <summary>The logits [n] that images [n, 64] are real images of the digits <paramref name="labels"/>.</summary>
+    /// <summary>The logits [n] that images [n, 64] are real images of the digits <paramref name="digits"/>.</summary>
     /// <param name="images">The images, pixels in [-1, 1].</param>
-    /// <param name="labels">The digits [n].</param>
+    /// <param name="digits">The digits [n].</param>
     /// <returns>The logits.</returns>
-    public Tensor Logits(Tensor images, Tensor labels)
+    public Tensor Logits(Tensor images, Condition digits)
     {
-        var h = nn.functional.leaky_relu(hidden1.Forward(cat([images, Labels.OneHot(labels)], 1)), 0.2);
+        var h = nn.functional.leaky_relu(hidden1.Forward(cat([images, digits.OneHot], 1)), 0.2);
         h = nn.functional.leaky_relu(hidden2.Forward(h), 0.2);
         // A state entry created inline on first use: one embedding row per digit.
         var embed = Get("embed", () => (rand([GanOptions.Classes, hidden], generator: Nj.Rng()) * 2 - 1) / Math.Sqrt(hidden));
-        return output.Forward(h).squeeze(1) + (h * embed.index_select(0, labels)).sum(1);
+        return output.Forward(h).squeeze(1) + (h * embed.index_select(0, digits.Digits)).sum(1);
     }
 
     /// <summary>The discriminator's loss: real images scored as real, generated ones as generated.</summary>
     /// <param name="real">Images from the data set [n, 64].</param>
     /// <param name="fake">Generated images [n, 64].</param>
-    /// <param name="labels">The digits of the real images, which the generated ones were asked to show too.</param>
+    /// <param name="digits">The digits of the real images, which the generated ones were asked to show too.</param>
     /// <returns>The mean loss.</returns>
-    public Tensor Loss(Tensor real, Tensor fake, Tensor labels) =>
-        nn.functional.softplus(-Logits(real, labels)).mean() + nn.functional.softplus(Logits(fake, labels)).mean();
+    public Tensor Loss(Tensor real, Tensor fake, Condition digits) =>
+        nn.functional.softplus(-Logits(real, digits)).mean() + nn.functional.softplus(Logits(fake, digits)).mean();
 
     /// <summary>One optimizer step on <see cref="Loss"/>, updating only the discriminator.</summary>
     /// <param name="real">Images from the data set.</param>
     /// <param name="fake">Generated images (detached).</param>
-    /// <param name="labels">The digits of both.</param>
+    /// <param name="digits">The digits of both.</param>
     /// <returns>The step's metrics.</returns>
-    public StepMetrics Train(Tensor real, Tensor fake, Tensor labels) =>
-        opt.Minimize(Loss, [hidden1, hidden2, output, $"{Path}/embed"], real, fake, labels);
+    public StepMetrics Train(Tensor real, Tensor fake, Condition digits) =>
+        opt.Minimize(Loss, [hidden1, hidden2, output, $"{Path}/embed"], real, fake, digits);
 }

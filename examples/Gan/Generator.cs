@@ -26,14 +26,14 @@ public sealed class Generator : Module
     /// optimizer's target is the generator's network (its parameters; the normalisations' running statistics are
     /// buffers, which the step writes but does not differentiate): the discriminator is read, never written.</summary>
     /// <param name="noise">Noise [n, noise size].</param>
-    /// <param name="labels">The digits to generate [n].</param>
+    /// <param name="digits">The digits to generate [n].</param>
     /// <param name="critic">The discriminator that scores the images.</param>
     /// <returns>The step's metrics and the generated images (detached), for the discriminator's step.</returns>
-    public (StepMetrics Metrics, Tensor Fake) Train(Tensor noise, Tensor labels, Discriminator critic) =>
+    public (StepMetrics Metrics, Tensor Fake) Train(Tensor noise, Condition digits, Discriminator critic) =>
         opt.MinimizeAux(() =>
         {
-            var fake = Net.Forward(noise, labels, training: true);
-            var loss = nn.functional.softplus(-critic.Logits(fake, labels)).mean();
+            var fake = Net.Forward(noise, digits, training: true);
+            var loss = nn.functional.softplus(-critic.Logits(fake, digits)).mean();
             return (loss, fake.detach());
         }, Net);
 }

@@ -23,16 +23,16 @@ public sealed class GeneratorNet : Module
         output = Sub("output", () => new Dense(GanOptions.Pixels));
     }
 
-    /// <summary>Images [n, 64] in [-1, 1] for noise [n, noise size] and labels [n]. In training mode the
-    /// normalisations use the batch's statistics and update their running ones; otherwise they use the running
+    /// <summary>Images [n, 64] in [-1, 1] for noise [n, noise size] and the digits [n] they should show. In training
+    /// mode the normalisations use the batch's statistics and update their running ones; otherwise they use the running
     /// ones.</summary>
     /// <param name="noise">The noise.</param>
-    /// <param name="labels">The digit each image should show.</param>
+    /// <param name="digits">The digit each image should show.</param>
     /// <param name="training">Training mode.</param>
     /// <returns>The images.</returns>
-    public Tensor Forward(Tensor noise, Tensor labels, bool training)
+    public Tensor Forward(Tensor noise, Condition digits, bool training)
     {
-        var x = cat([noise, Labels.OneHot(labels)], 1);
+        var x = cat([noise, digits.OneHot], 1);
         x = nn.functional.relu(norm1.Forward(hidden1.Forward(x), training));
         x = nn.functional.relu(norm2.Forward(hidden2.Forward(x), training));
         return tanh(output.Forward(x));

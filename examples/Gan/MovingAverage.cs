@@ -25,9 +25,9 @@ public static class MovingAverage
         using var _ = no_grad();
         // lerp's weight as a tensor (TorchSharp has no scalar overload), made once per update and dtype.
         Tensor? weight = null;
-        foreach (var (key, value) in source.Values)
+        // Under no_grad nothing here joins a graph, so the source's tensors are read as they are (no detach).
+        foreach (var (key, current) in source.Values)
         {
-            var current = value.detach();
             var old = average.Buffer(key, () => current.clone());
             if (!current.is_floating_point())
             {

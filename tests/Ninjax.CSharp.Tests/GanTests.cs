@@ -50,7 +50,7 @@ public class GanTests
     {
         var (gan, state) = Fresh();
         var (_, labels) = Digits.Value;
-        var step = Nj.PureTracked((Tensor z, Tensor y) => gan.Generator.Train(z, y, gan.Discriminator).Metrics.Loss);
+        var step = Nj.PureTracked((Tensor z, Tensor y) => gan.Generator.Train(z, Condition.Of(y), gan.Discriminator).Metrics.Loss);
         var (after, loss, read, modified, created) = step(state, randn(64, 32), labels[..64]);
         Assert.Empty(created);
         Assert.Contains(read, k => Under(k, "gan/discriminator"));
@@ -67,7 +67,7 @@ public class GanTests
     {
         var (gan, state) = Fresh();
         var (images, labels) = Digits.Value;
-        var step = Nj.PureTracked((Tensor real, Tensor fake, Tensor y) => gan.Discriminator.Train(real, fake, y).Loss);
+        var step = Nj.PureTracked((Tensor real, Tensor fake, Tensor y) => gan.Discriminator.Train(real, fake, Condition.Of(y)).Loss);
         var (after, _, _, modified, _) = step(state, images[..64], tanh(randn(64, 64)), labels[..64]);
         Assert.Contains(modified, k => Under(k, "gan/discriminator"));
         Assert.All(modified, k => Assert.True(Under(k, "gan/discriminator"), $"the discriminator's step wrote {k}"));
