@@ -37,8 +37,8 @@ internal sealed class Purified<TArgs, TResult>
 
     public (State State, TResult Output) Run(State state, TArgs args, long? seed, bool? create, bool? modify, bool? ignore)
     {
-        var outcome = NjModule.call(For(seed, create, modify, ignore), function, state, args);
-        return (outcome.State, outcome.Output);
+        var (after, output) = NjModule.callUntracked(For(seed, create, modify, ignore), function, state, args);
+        return (after, output);
     }
 
     public (State State, TResult Output, IReadOnlySet<string> Read, IReadOnlySet<string> Modified, IReadOnlySet<string> Created) Track(

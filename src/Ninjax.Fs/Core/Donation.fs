@@ -3,6 +3,11 @@ namespace Ninjax
 open System.Collections.Generic
 open TorchSharp
 
+/// One entry a purified call wrote (created or modified): its key, the tensor the caller's state
+/// held under it (null for a created key) and the one the call leaves there.
+[<Struct; NoEquality; NoComparison>]
+type internal WrittenEntry = { Key: string; Before: torch.Tensor; After: torch.Tensor }
+
 /// What a donating call (Options.donate) knows about the state its caller handed over: which
 /// tensors it may overwrite in place, and which it did. One exists per donating call.
 [<Sealed; AllowNullLiteral>]
@@ -38,22 +43,13 @@ type Donation internal (input: State) =
     /// The changes to the count that a call's writes make, while the tensors of both the donated
     /// state and the new one are alive: one per key the call created or modified. Nothing when
     /// nothing was counted.
-    member internal _.Changes(created: Set<string>, modified: Set<string>, now: Map<string, torch.Tensor>) : struct (nativeint * int)[] =
+    member internal _.Changes(written: WrittenEntry[]) : struct (nativeint * int)[] =
         if isNull holders then [||]
         else
-            let before = input.Entries
-            let changes = ResizeArray<struct (nativeint * int)>(2 * (created.Count + modified.Count))
-            let count (key: string) =
-                match before.TryGetValue key with
-                | true, old when not old.IsInvalid -> changes.Add(struct (old.Handle, -1))
-                | _ -> ()
-                match now.TryGetValue key with
-                | true, t when not t.IsInvalid -> changes.Add(struct (t.Handle, 1))
-                | _ -> ()
-            for key in created do
-                count key
-            for key in modified do
-                if not (created.Contains key) then count key
+            let changes = ResizeArray<struct (nativeint * int)>(2 * written.Length)
+            for w in written do
+                if not (isNull w.Before) && not w.Before.IsInvalid then changes.Add(struct (w.Before.Handle, -1))
+                if not w.After.IsInvalid then changes.Add(struct (w.After.Handle, 1))
             changes.ToArray()
 
     /// Hands the count on to the state the call returns, with the changes its writes made: the

@@ -162,7 +162,7 @@ module internal Gradients =
             let inputLeaves = inputs |> List.map leafOf
             let leafState = paramLeaves |> List.fold (fun (m: Map<_, _>) (k, t) -> m.Add(k, t)) world.State.Entries
             let inner = { env with Flags = { env.Flags with Create = false }; GradDepth = env.GradDepth + 1 }
-            let start = { world with State = State(leafState, world.State.Structure); Read = Set.empty; Modified = Set.empty }
+            let start = { world with State = State(leafState, world.State.Structure); Read = KeySet.empty; Modified = KeySet.empty }
             let failuresBefore = if isNull env.Log then 0 else env.Log.BackwardFailures.Count
             let readsBefore = if isNull env.Log then 0 else env.Log.ReadCount
             let struct ((loss, aux), after) = Monad.runIn inner start (f inputLeaves)
@@ -187,7 +187,7 @@ module internal Gradients =
                         let explore = { inner with Flags = { Create = true; Modify = true; Ignore = true } }
                         let struct (_, w) = Monad.runIn explore start (f inputLeaves)
                         w.Read
-                    with _ -> Set.empty
+                    with _ -> KeySet.empty
                 for k in unread do
                     if not (explored.Contains k) then
                         raise (
@@ -237,9 +237,9 @@ module internal Gradients =
             let outWorld =
                 { after with
                     State = State(final, after.State.Structure)
-                    Read = Set.union world.Read after.Read
-                    Modified = Set.union world.Modified after.Modified
-                    Created = Set.union world.Created after.Created }
+                    Read = KeySet.union world.Read after.Read
+                    Modified = KeySet.union world.Modified after.Modified
+                    Created = KeySet.union world.Created after.Created }
             let result =
                 {
                     Loss = (if nested then loss else loss.detach())

@@ -103,11 +103,11 @@ type World =
         /// How many random generators have been drawn so far.
         Draws: int64
         /// Keys read so far.
-        Read: Set<string>
+        Read: KeySet
         /// Keys written that already existed (even if the write was ignored).
-        Modified: Set<string>
+        Modified: KeySet
         /// Keys created.
-        Created: Set<string>
+        Created: KeySet
     }
 
 /// A program over the state: given the environment and the world, it returns a value and the

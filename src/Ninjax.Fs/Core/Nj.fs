@@ -26,6 +26,11 @@ module Nj =
     /// facade's path, which purifies once and calls this per step.
     let internal call (opts: Options) (f: 'A -> 'B) (state: State) (arg: 'A) : Outcome<'B> = Purify.run opts (lift f arg) state
 
+    /// call without the keys read, modified and created: the C# facade's untracked path.
+    let internal callUntracked (opts: Options) (f: 'A -> 'B) (state: State) (arg: 'A) : struct (State * 'B) =
+        let struct (output, world) = Purify.execute opts (lift f arg) state
+        struct (world.State, output)
+
     /// Runs an impure function with create and ignore on and returns the state it populates
     /// (ninjax's init). Existing entries are kept as they are.
     let initWith (opts: Options) (f: 'A -> 'B) : State -> 'A -> State = Purify.init (Options.namedAfter f opts) (lift f)

@@ -253,12 +253,43 @@ module Purify =
             if o.Ignore && not flags.Ignore then raise (loosen "ignore" false)
             flags
 
+    /// The entries a call created or modified, each once, with the tensor the caller's state held
+    /// under each (null for a created key) and the one the call leaves there: one lookup in each
+    /// map per key, shared by everything the call does when it returns.
+    /// A key of the sets may be missing from the state: a nested call's keys count for the call
+    /// around it, which need not adopt the state the nested call returned.
+    let private writtenEntries (input: Map<string, torch.Tensor>) (world: World) : WrittenEntry[] =
+        let now = world.State.Entries
+        let created = world.Created
+        let written = ResizeArray<WrittenEntry>(created.Count + world.Modified.Count)
+        for key in created do
+            match now.TryGetValue key with
+            | true, after -> written.Add { Key = key; Before = null; After = after }
+            | _ -> ()
+        for key in world.Modified do
+            if not (created.Contains key) then
+                match now.TryGetValue key with
+                | true, after ->
+                    let before = match input.TryGetValue key with | true, t -> t | _ -> null
+                    written.Add { Key = key; Before = before; After = after }
+                | _ -> ()
+        written.ToArray()
+
+    /// True when the list holds this very tensor object.
+    let private holdsObject (tensors: ResizeArray<torch.Tensor>) (t: torch.Tensor) =
+        let mutable found = false
+        let mutable i = 0
+        while not found && i < tensors.Count do
+            found <- obj.ReferenceEquals(tensors.[i], t)
+            i <- i + 1
+        found
+
     /// What a donating call does when it returns: the checks that its output and new state do
     /// not hold a tensor it overwrote in place (they could not tell the value before the update
     /// from the one after); the replaced entries of the donated state freed, unless the output,
     /// the new state or another key of the donated state still holds them; and the donated state
     /// marked. Returns the world with the state the caller gets.
-    let private finishDonation (name: string) (language: Language) (donation: Donation) (log: CallLog) (world: World) (fromOutput: ResizeArray<torch.Tensor>) (walked: HashSet<obj>) : World =
+    let private finishDonation (name: string) (language: Language) (donation: Donation) (log: CallLog) (world: World) (written: WrittenEntry[]) (fromOutput: ResizeArray<torch.Tensor>) (walked: HashSet<obj>) : World =
         let donated = donation.Input
         let now = world.State.Entries
         // Only for error messages: the first key other than `except` that holds the tensor.
@@ -275,23 +306,21 @@ module Purify =
                     )
                 )
         // The new values of the keys the call wrote; an overwritten tensor must be one key's only.
-        let written = HashSet<nativeint>(world.Created.Count + world.Modified.Count)
-        for key in Seq.append world.Created world.Modified do
-            match now.TryFind key with
-            | Some v when not v.IsInvalid && not (written.Add v.Handle) && donation.WasOverwritten v ->
+        let handles = HashSet<nativeint>(written.Length)
+        for w in written do
+            let v = w.After
+            if not v.IsInvalid && not (handles.Add v.Handle) && donation.WasOverwritten v then
                 raise (
                     InvalidOperationException(
-                        sprintf "%s wrote the tensor of state entry '%s' under '%s' too, and updated it in place because its state was donated (%s): the two keys would share one tensor. Write a copy (tensor.clone()), or purify without donation." name (keyOf v key) key (Text.code language "Options.donating" "donate: true")
+                        sprintf "%s wrote the tensor of state entry '%s' under '%s' too, and updated it in place because its state was donated (%s): the two keys would share one tensor. Write a copy (tensor.clone()), or purify without donation." name (keyOf v w.Key) w.Key (Text.code language "Options.donating" "donate: true")
                     )
                 )
-            | _ -> ()
-        let input = donated.Entries
         // The count of holders the next donating call needs, taken while the tensors it names live.
-        let changes = donation.Changes(world.Created, world.Modified, now)
-        for key in world.Modified do
-            match input.TryFind key with
-            | Some old when not old.IsInvalid && not (written.Contains old.Handle) && not (fromOutput.Exists(fun t -> obj.ReferenceEquals(t, old))) && donation.Holders old = 1 -> old.Dispose()
-            | _ -> ()
+        let changes = donation.Changes written
+        for w in written do
+            let old = w.Before
+            if not (isNull old) && not old.IsInvalid && not (handles.Contains old.Handle) && not (holdsObject fromOutput old) && donation.Holders old = 1 then
+                old.Dispose()
         // Updates made in place (by the optimizer, or by the call's own code) leave the map as it
         // was; the caller still gets a new State, so that the donated one can be marked.
         let world =
@@ -320,11 +349,9 @@ module Purify =
                 (Text.code language "Options.donating" "donate: true")
         if isNull failure then InvalidOperationException(message) :> exn else InvalidOperationException(message, failure) :> exn
 
-    /// Runs a program on a state and returns the outcome. The input state is never changed,
-    /// unless the options donate it: code that changes one of its tensors in place makes the call
-    /// fail, naming the key. Tensors the program creates are freed when it returns, except those
-    /// in its output and the new or changed state entries.
-    let run (opts: Options) (program: Nj<'T>) (state: State) : Outcome<'T> =
+    /// Runs a program on a state and returns its output and the world it ends in (run without
+    /// building the outcome's sets: the untracked calls' path).
+    let internal execute (opts: Options) (program: Nj<'T>) (state: State) : struct ('T * World) =
         if isNull state then
             raise (ArgumentNullException("state", sprintf "Pass a state (%s to start from nothing)." (Text.code opts.Language "State.empty" "States.Empty")))
         LibTorchCheck.ensure ()
@@ -377,7 +404,7 @@ module Purify =
                     Log = log
                     ShapesOnly = not (isNull outer) && outer.Env.ShapesOnly
                 }
-            let world0 = { State = state; Draws = 0L; Read = Set.empty; Modified = Set.empty; Created = Set.empty }
+            let world0 = { State = state; Draws = 0L; Read = KeySet.empty; Modified = KeySet.empty; Created = KeySet.empty }
             // What earlier calls handed out and the caller has dropped since: collect it if it is much.
             let topLevel = isNull outer
             if topLevel then NativeMemory.collectIfDue ()
@@ -405,26 +432,24 @@ module Purify =
                     // A donating call frees the entries it replaces itself; without donation they
                     // wait for the GC, which the new entries' size tells when to come.
                     let counted = topLevel && isNull donation
+                    let written = if scope.DisposablesCount > 0 || not (isNull donation) then writtenEntries input world else [||]
                     if scope.DisposablesCount > 0 then
-                        let before = input
-                        for key in Seq.append world.Created world.Modified do
-                            match world.State.Entries.TryFind key with
+                        for w in written do
+                            let v = w.After
                             // A tensor the key held before the call (written back, or updated in place)
                             // was not made in it: no need to ask the scope.
-                            | Some v when (match before.TryFind key with Some old -> obj.ReferenceEquals(old, v) | None -> false) -> ()
-                            | Some v when scope.Contains v ->
+                            if not (obj.ReferenceEquals(w.Before, v)) && scope.Contains v then
                                 scope.MoveToOuter v |> ignore
                                 if counted then NativeMemory.handedOut v
-                            | _ -> ()
-                    let world = if isNull donation then world else finishDonation name opts.Language donation log world fromOutput walked
+                    let world = if isNull donation then world else finishDonation name opts.Language donation log world written fromOutput walked
                     if not (isNull outer) then
                         let w = outer.World
                         outer.World <-
                             { w with
-                                Read = Set.union w.Read world.Read
-                                Modified = Set.union w.Modified world.Modified
-                                Created = Set.union w.Created world.Created }
-                    { State = world.State; Output = output; Read = world.Read; Modified = world.Modified; Created = world.Created }
+                                Read = KeySet.union w.Read world.Read
+                                Modified = KeySet.union w.Modified world.Modified
+                                Created = KeySet.union w.Created world.Created }
+                    struct (output, world)
                 with _ when not (isNull donation) ->
                     // Some of the donated tensors may hold new values now (a step half done, or the
                     // output found to hold an updated tensor): the old state is gone.
@@ -438,18 +463,28 @@ module Purify =
         finally
             if claims then state.Release()
 
+    /// Runs a program on a state and returns the outcome. The input state is never changed,
+    /// unless the options donate it: code that changes one of its tensors in place makes the call
+    /// fail, naming the key. Tensors the program creates are freed when it returns, except those
+    /// in its output and the new or changed state entries.
+    let run (opts: Options) (program: Nj<'T>) (state: State) : Outcome<'T> =
+        let struct (output, world) = execute opts program state
+        { State = world.State; Output = output; Read = world.Read.ToSet(); Modified = world.Modified.ToSet(); Created = world.Created.ToSet() }
+
     /// A function returning a program, purified: state and argument in, new state and output out.
     let fn (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State * 'B =
         let opts = Options.namedAfter f opts
         fun state arg ->
-            let o = run opts (f arg) state
-            o.State, o.Output
+            let struct (output, world) = execute opts (f arg) state
+            world.State, output
 
     /// Runs a program with create and ignore on and returns only the state: it adds every entry
     /// the program would create and keeps every existing entry as it was.
     let init (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State =
         let opts = { Options.namedAfter f opts with Create = Some true; Modify = Some true; Ignore = Some true }
-        fun state arg -> (run opts (f arg) state).State
+        fun state arg ->
+            let struct (_, world) = execute opts (f arg) state
+            world.State
 
     /// The entries init would create, as shapes and dtypes only (JAX's eval_shape): a State of
     /// tensors on the meta device, which hold no memory. The program runs once, as init does, but
@@ -473,14 +508,14 @@ module Purify =
                 let arg = Containers.mapTensors stand (box arg) :?> 'A
                 let (Nj m) = f arg
                 let program = Nj(fun env world -> m { env with ShapesOnly = true } world)
-                let outcome = run opts program state
+                let struct (_, world) = execute opts program state
                 let shapes =
-                    outcome.State
+                    world.State
                     |> State.toSeq
                     |> Seq.map (fun (k, t) -> k, (if t.device_type = DeviceType.META then t else t.``to`` torch.META))
                     |> Array.ofSeq
-                for k in outcome.Created do
-                    outcome.State.[k].Dispose()
+                for k in world.Created do
+                    world.State.[k].Dispose()
                 State.ofValidPairs shapes
             finally
                 for z in made do

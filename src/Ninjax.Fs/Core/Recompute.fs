@@ -66,7 +66,7 @@ module internal Recompute =
         Nj(fun env world ->
             // The recomputation starts from the same world, so it sees the same randomness.
             let program = f
-            let start = { world with Read = Set.empty; Modified = Set.empty; Created = Set.empty }
+            let start = { world with Read = KeySet.empty; Modified = KeySet.empty; Created = KeySet.empty }
             let struct (output, after) =
                 use _noGrad = torch.no_grad ()
                 Monad.runIn env start (program inputs)
@@ -76,9 +76,9 @@ module internal Recompute =
             let differentiable = Array.append (Array.ofList inputs) (readKeys |> Array.map (fun k -> world.State.Entries.[k]))
             let merged =
                 { after with
-                    Read = Set.union world.Read after.Read
-                    Modified = Set.union world.Modified after.Modified
-                    Created = Set.union world.Created after.Created }
+                    Read = KeySet.union world.Read after.Read
+                    Modified = KeySet.union world.Modified after.Modified
+                    Created = KeySet.union world.Created after.Created }
             if not (torch.is_grad_enabled ()) || not (differentiable |> Array.exists (fun t -> t.requires_grad)) then
                 struct (output, merged)
             else
