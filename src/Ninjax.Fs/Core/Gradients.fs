@@ -145,38 +145,41 @@ module internal Gradients =
                     w
                 else world
             let declared = Declarations.Version
-            let keys = targets |> List.collect (resolveTarget world.State) |> List.distinct
-            for k in keys do
-                let t = world.State.Entries.[k]
+            let keys = targets |> List.collect (resolveTarget world.State) |> List.distinct |> Array.ofList
+            let entries = world.State.Entries
+            // Each target's tensor, looked up once: its leaf, the restore and the result share it.
+            let originals = keys |> Array.map (fun k -> entries.[k])
+            for i in 0 .. keys.Length - 1 do
+                let t = originals.[i]
                 if not (torch.is_floating_point t || torch.is_complex t) then
                     raise (
                         ArgumentException(
-                            sprintf "Cannot differentiate with respect to state key '%s': its dtype %O is not floating point. Narrow the gradient targets to exclude it." k t.dtype,
+                            sprintf "Cannot differentiate with respect to state key '%s': its dtype %O is not floating point. Narrow the gradient targets to exclude it." keys.[i] t.dtype,
                             "targets"
                         )
                     )
             // Inside an enclosing gradient, a tensor on its graph gets a fresh alias as the leaf, so
             // that this gradient's .grad never lands on a tensor the enclosing one differentiates.
             let leafOf (t: torch.Tensor) = if nested && t.requires_grad then t.view_as t else t.detach().requires_grad_(true)
-            let paramLeaves = keys |> List.map (fun k -> k, leafOf world.State.Entries.[k])
+            let paramLeaves = originals |> Array.map leafOf
             let inputLeaves = inputs |> List.map leafOf
-            let leafState = paramLeaves |> List.fold (fun (m: Map<_, _>) (k, t) -> m.Add(k, t)) world.State.Entries
+            let mutable leafState = entries
+            for i in 0 .. keys.Length - 1 do
+                leafState <- leafState.Add(keys.[i], paramLeaves.[i])
             let inner = { env with Flags = { env.Flags with Create = false }; GradDepth = env.GradDepth + 1 }
-            let start = { world with State = State(leafState, world.State.Structure); Read = KeySet.empty; Modified = KeySet.empty }
+            let start = { world with State = State(leafState, world.State.Structure); Read = KeySet.empty; Modified = KeySet.empty; Created = KeySet.empty }
             let failuresBefore = if isNull env.Log then 0 else env.Log.BackwardFailures.Count
             let readsBefore = if isNull env.Log then 0 else env.Log.ReadCount
             let struct ((loss, aux), after) = Monad.runIn inner start (f inputLeaves)
             // A module that declared a buffer while f ran (a Buffer call in the loss) has it left
-            // out of its Target.Module, as if it had been declared before.
-            let allLeaves = paramLeaves
-            let paramLeaves, keys =
-                if Declarations.Version = declared then paramLeaves, keys
+            // out of its Target.Module, as if it had been declared before: the positions kept.
+            let kept =
+                if Declarations.Version = declared then Array.init keys.Length id
                 else
-                    let selected = targets |> List.collect (resolveTarget world.State) |> Set.ofList
-                    let kept = paramLeaves |> List.filter (fun (k, _) -> selected.Contains k)
-                    kept, List.map fst kept
-            let unread = keys |> List.filter (fun k -> not (after.Read.Contains k))
-            if not unread.IsEmpty then
+                    let selected = targets |> List.collect (resolveTarget world.State) |> HashSet<string>
+                    Array.init keys.Length id |> Array.filter (fun i -> selected.Contains keys.[i])
+            let unread = kept |> Array.filter (fun i -> not (after.Read.Contains keys.[i])) |> Array.map (fun i -> keys.[i])
+            if unread.Length > 0 then
                 // A key the function did not read this time may still be one it reads on another
                 // path: a branch of cond not taken (ninjax's grad counts what either branch
                 // reads). Run it once more, discarded, with every branch explored; a key it reads
@@ -211,41 +214,63 @@ module internal Gradients =
                         sprintf "The differentiated function must return a floating-point loss; it returned dtype %O. Convert it (loss.to_type(torch.float32)) or compute it from floating-point values." loss.dtype
                     )
                 )
-            let leaves = (paramLeaves |> List.map snd) @ inputLeaves
+            let leaves = Array.append (kept |> Array.map (fun i -> paramLeaves.[i])) (Array.ofList inputLeaves)
             // A loss that does not depend on the targets (a constant, or computed from detached
             // values) has zero gradients, as in JAX and ninjax.
             let grads: torch.Tensor[] =
                 if not loss.requires_grad then Array.zeroCreate leaves.Length
                 else
                     try
-                        backward loss (List.toArray leaves) nested
+                        backward loss leaves nested
                     with e ->
                         raise (backwardFailed env failuresBefore readsBefore e)
-            let gradAt i (leaf: torch.Tensor) =
+            let gradAt i =
                 let g = grads.[i]
-                if isNull (box g) || g.IsInvalid then torch.zeros_like leaf else g
-            let paramGrads = paramLeaves |> List.mapi (fun i (k, leaf) -> k, gradAt i leaf)
-            let inputGrads = inputLeaves |> List.mapi (fun i leaf -> gradAt (paramLeaves.Length + i) leaf)
-            // Entries the function did not overwrite still hold their leaves: restore the originals.
-            let mutable final = after.State.Entries
-            for k, leaf in allLeaves do
-                if obj.ReferenceEquals(final.[k], leaf) then final <- final.Add(k, world.State.Entries.[k])
-            if not nested then
-                for k in after.Modified do
-                    let v = final.[k]
-                    if v.requires_grad then final <- final.Add(k, v.detach())
+                if isNull (box g) || g.IsInvalid then torch.zeros_like leaves.[i] else g
+            let inputGrads = inputLeaves |> List.mapi (fun i _ -> gradAt (kept.Length + i))
+            // The state the function leaves: the caller's entries (every target as it was, never
+            // its leaf) with what the function wrote or created, writes detached from the graph
+            // unless a gradient encloses this one. A target written with its own leaf keeps its
+            // tensor, as if unwritten.
+            let finals = Array.copy originals
+            let mutable final = entries
+            if not (after.Created.IsEmpty && after.Modified.IsEmpty) then
+                let position = Dictionary<string, int>(keys.Length, StringComparer.Ordinal)
+                for i in 0 .. keys.Length - 1 do
+                    position.[keys.[i]] <- i
+                let now = after.State.Entries
+                let adopt (detach: bool) (k: string) =
+                    match now.TryGetValue k with
+                    | true, v ->
+                        match position.TryGetValue k with
+                        | true, i when obj.ReferenceEquals(v, paramLeaves.[i]) -> ()
+                        | found, i ->
+                            let v = if detach && not nested && v.requires_grad then v.detach () else v
+                            final <- final.Add(k, v)
+                            if found then finals.[i] <- v
+                    | _ -> ()
+                for k in after.Created.Unordered do
+                    adopt false k
+                for k in after.Modified.Unordered do
+                    adopt true k
             let outWorld =
                 { after with
                     State = State(final, after.State.Structure)
                     Read = KeySet.union world.Read after.Read
                     Modified = KeySet.union world.Modified after.Modified
                     Created = KeySet.union world.Created after.Created }
+            let mutable parameters = Map.empty
+            let mutable gradients = Map.empty
+            for j in 0 .. kept.Length - 1 do
+                let i = kept.[j]
+                parameters <- parameters.Add(keys.[i], finals.[i])
+                gradients <- gradients.Add(keys.[i], gradAt j)
             let result =
                 {
                     Loss = (if nested then loss else loss.detach())
                     // As the function left them (ninjax's grad returns the targets after its writes).
-                    Params = State(keys |> List.fold (fun (m: Map<_, _>) k -> m.Add(k, final.[k])) Map.empty)
-                    Grads = State(Map.ofList paramGrads)
+                    Params = State parameters
+                    Grads = State gradients
                     InputGrads = inputGrads
                     Aux = aux
                 }

@@ -80,23 +80,27 @@ type KeySet private (key: string, rest: KeySet, other: KeySet, flat: HashSet<str
         if isNull keys then nullArg "keys"
         Seq.fold (fun (s: KeySet) k -> s.Add k) empty keys
 
-    /// Both sets' keys, in O(1).
+    /// The set collected into one node, for a log that has grown long.
+    static member private Collect(s: KeySet) : KeySet =
+        let keys = HashSet<string>(s.Lookup, StringComparer.Ordinal)
+        KeySet(null, null, null, keys, keys.Count, max minimumCompaction (2 * keys.Count))
+
+    /// Both sets' keys, in O(1) (amortized, as Add).
     static member Union(a: KeySet, b: KeySet) : KeySet =
         if isNull a then nullArg "a"
         if isNull b then nullArg "b"
         if a.IsEmpty then b
         elif b.IsEmpty then a
-        else KeySet(null, a, b, null, a.Size + b.Size, max a.CompactAt b.CompactAt)
+        else
+            let joined = KeySet(null, a, b, null, a.Size + b.Size, max a.CompactAt b.CompactAt)
+            if joined.Size < joined.CompactAt then joined else KeySet.Collect joined
 
-    /// This set with <paramref name="key"/> added, in O(1) (amortized: a long log of repeats is
-    /// collected every so often).
+    /// This set with <paramref name="key"/> added, in O(1) (amortized: a log that grows long
+    /// with repeats is collected every so often).
     member this.Add(key: string) : KeySet =
         if isNull key then nullArg "key"
-        if size + 1 < compactAt then KeySet(key, this, null, null, size + 1, compactAt)
-        else
-            let keys = HashSet<string>(this.Lookup, StringComparer.Ordinal)
-            keys.Add key |> ignore
-            KeySet(null, null, null, keys, keys.Count, max minimumCompaction (2 * keys.Count))
+        let added = KeySet(key, this, null, null, size + 1, compactAt)
+        if size + 1 < compactAt then added else KeySet.Collect added
 
     /// True when no key was added.
     member _.IsEmpty: bool = size = 0
@@ -112,6 +116,11 @@ type KeySet private (key: string, rest: KeySet, other: KeySet, flat: HashSet<str
 
     /// The distinct keys in ordinal order.
     member this.ToArray() : string[] = if this.IsEmpty then [||] else Array.copy this.Collected
+
+    /// The distinct keys in no particular order, without sorting them: for code that treats
+    /// each key on its own (a call's return).
+    member internal this.Unordered: IReadOnlyCollection<string> =
+        if this.IsEmpty then Array.empty<string> :> IReadOnlyCollection<string> else this.Lookup :> IReadOnlyCollection<string>
 
     /// The keys in ordinal order, comma-separated, for messages.
     override this.ToString() = if this.IsEmpty then "" else String.Join(", ", this.Collected)

@@ -262,11 +262,11 @@ module Purify =
         let now = world.State.Entries
         let created = world.Created
         let written = ResizeArray<WrittenEntry>(created.Count + world.Modified.Count)
-        for key in created do
+        for key in created.Unordered do
             match now.TryGetValue key with
             | true, after -> written.Add { Key = key; Before = null; After = after }
             | _ -> ()
-        for key in world.Modified do
+        for key in world.Modified.Unordered do
             if not (created.Contains key) then
                 match now.TryGetValue key with
                 | true, after ->
