@@ -136,6 +136,18 @@ module Prog =
                     modified <- w1.Modified
             struct ((), { w with Modified = modified }))
 
+    /// putArrays of tensors that the program read from these keys earlier in the same step and
+    /// updated in place (the optimizer's state): when the call may write, the keys are only marked
+    /// modified, with no lookup; otherwise putArrays decides (ignored, or an error naming the key).
+    let internal markRewritten (keys: string[]) (values: torch.Tensor[]) : Nj<unit> =
+        Nj(fun env world ->
+            if env.Flags.Modify && not env.Flags.Ignore then
+                let mutable modified = world.Modified
+                for k in keys do
+                    modified <- modified.Add k
+                struct ((), { world with Modified = modified })
+            else Monad.runIn env world (putArrays keys values))
+
     /// Writes every entry of a state under its key, as putArrays does.
     let internal putState (entries: State) : Nj<unit> =
         Nj(fun env world ->

@@ -202,20 +202,26 @@ type OptimizerBase internal (transform: GradientTransformation, name: string, da
         // A fused step that wrote everything in place hands back the very states it was given.
         let stateInPlace = obj.ReferenceEquals(next, state)
         if not (isNull donation) then
-            // What the step wrote into: the tensors it hands back that it was given.
+            // What the step wrote into: the tensors it hands back that it was given. A state handed
+            // back whole holds only tensors it was given (no lookups then).
             let recordFrom (given: State) (returned: State) =
-                let entries = given.Entries
-                returned.Entries
-                |> Map.iter (fun k t ->
-                    match entries.TryGetValue k with
-                    | true, old when obj.ReferenceEquals(t, old) && mayOverwrite old -> donation.Overwrote t
-                    | _ -> ())
+                if obj.ReferenceEquals(given, returned) then
+                    for KeyValue(_, t) in given.Entries do
+                        if mayOverwrite t then donation.Overwrote t
+                else
+                    let entries = given.Entries
+                    for KeyValue(k, t) in returned.Entries do
+                        match entries.TryGetValue k with
+                        | true, old when obj.ReferenceEquals(t, old) && mayOverwrite old -> donation.Overwrote t
+                        | _ -> ()
             recordFrom parameters updated
             recordFrom state next
         // Written back even when updated in place: the keys count as modified (tracking, and
         // donation's check that no other key holds a tensor it overwrote), the map stays as it is.
         Ambient.exec (Prog.putState updated)
-        if stateInPlace then Ambient.exec (Prog.putArrays absoluteKeys lastValues)
+        // The state's tensors were read in this step, so the entries still hold them: marked
+        // modified without looking them up again.
+        if stateInPlace then Ambient.exec (Prog.markRewritten absoluteKeys lastValues)
         else this.PutM(next |> State.toSeq |> Seq.map (fun (k, v) -> this.Path + "/" + k, v) |> State.ofValidPairs)
         let learningRate =
             match next.Entries.TryGetValue Optax.LearningRateKey with
