@@ -167,7 +167,7 @@ module internal Gradients =
             for i in 0 .. keys.Length - 1 do
                 leafState <- leafState.Add(keys.[i], paramLeaves.[i])
             let inner = { env with Flags = { env.Flags with Create = false }; GradDepth = env.GradDepth + 1 }
-            let start = { world with State = State(leafState, world.State.Structure); Read = KeySet.empty; Modified = KeySet.empty; Created = KeySet.empty }
+            let start = { world with State = State(leafState, world.State.Structure); Read = KeySet.empty; Modified = KeySet.empty; Replaced = KeySet.empty; Created = KeySet.empty }
             let failuresBefore = if isNull env.Log then 0 else env.Log.BackwardFailures.Count
             let readsBefore = if isNull env.Log then 0 else env.Log.ReadCount
             let struct ((loss, aux), after) = Monad.runIn inner start (f inputLeaves)
@@ -234,6 +234,8 @@ module internal Gradients =
             // tensor, as if unwritten.
             let finals = Array.copy originals
             let mutable final = entries
+            // A write detached here gives the key another tensor than it held: a replacement too.
+            let mutable replaced = after.Replaced
             if not (after.Created.IsEmpty && after.Modified.IsEmpty) then
                 let position = Dictionary<string, int>(keys.Length, StringComparer.Ordinal)
                 for i in 0 .. keys.Length - 1 do
@@ -245,7 +247,11 @@ module internal Gradients =
                         match position.TryGetValue k with
                         | true, i when obj.ReferenceEquals(v, paramLeaves.[i]) -> ()
                         | found, i ->
-                            let v = if detach && not nested && v.requires_grad then v.detach () else v
+                            let v =
+                                if detach && not nested && v.requires_grad then
+                                    replaced <- replaced.Add k
+                                    v.detach ()
+                                else v
                             final <- final.Add(k, v)
                             if found then finals.[i] <- v
                     | _ -> ()
@@ -258,6 +264,7 @@ module internal Gradients =
                     State = State(final, after.State.Structure)
                     Read = KeySet.union world.Read after.Read
                     Modified = KeySet.union world.Modified after.Modified
+                    Replaced = KeySet.union world.Replaced replaced
                     Created = KeySet.union world.Created after.Created }
             let mutable parameters = Map.empty
             let mutable gradients = Map.empty

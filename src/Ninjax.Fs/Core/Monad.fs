@@ -106,6 +106,10 @@ type World =
         Read: KeySet
         /// Keys written that already existed (even if the write was ignored).
         Modified: KeySet
+        /// The keys of Modified given another tensor than they held: the others were written back
+        /// with their own tensor (an update made in place) or had their write ignored, so they
+        /// still hold what they held before (a purified call's return skips them).
+        Replaced: KeySet
         /// Keys created.
         Created: KeySet
     }

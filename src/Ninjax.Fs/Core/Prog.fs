@@ -110,7 +110,7 @@ module Prog =
                 // state as it is: no path copy of the map.
                 elif obj.ReferenceEquals(old, value) then struct (value, world)
                 elif old.dtype <> value.dtype || not (Shape.same old value) then raise (Errors.mismatch key old value)
-                else struct (value, { world with State = world.State.Replace(key, value) })
+                else struct (value, { world with State = world.State.Replace(key, value); Replaced = world.Replaced.Add key })
             | None ->
                 Key.validate key
                 if not env.Flags.Create then raise (Errors.cannotCreate env key value)

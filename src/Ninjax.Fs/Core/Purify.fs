@@ -253,20 +253,23 @@ module Purify =
             if o.Ignore && not flags.Ignore then raise (loosen "ignore" false)
             flags
 
-    /// The entries a call created or modified, each once, with the tensor the caller's state held
-    /// under each (null for a created key) and the one the call leaves there: one lookup in each
-    /// map per key, shared by everything the call does when it returns.
+    /// The entries a call created or gave another tensor (World.Replaced), each once, with the
+    /// tensor the caller's state held under each (null for a created key) and the one the call
+    /// leaves there: one lookup in each map per key, shared by everything the call does when it
+    /// returns. The other modified keys still hold the caller's tensors (updated in place, or a
+    /// write ignored): nothing to hand out, count or free for them. (An overwritten tensor that
+    /// another key now holds is that key's replacement, so finishDonation sees it there.)
     /// A key of the sets may be missing from the state: a nested call's keys count for the call
     /// around it, which need not adopt the state the nested call returned.
     let private writtenEntries (input: Map<string, torch.Tensor>) (world: World) : WrittenEntry[] =
         let now = world.State.Entries
         let created = world.Created
-        let written = ResizeArray<WrittenEntry>(created.Count + world.Modified.Count)
+        let written = ResizeArray<WrittenEntry>(created.Count + world.Replaced.Count)
         for key in created.Unordered do
             match now.TryGetValue key with
             | true, after -> written.Add { Key = key; Before = null; After = after }
             | _ -> ()
-        for key in world.Modified.Unordered do
+        for key in world.Replaced.Unordered do
             if not (created.Contains key) then
                 match now.TryGetValue key with
                 | true, after ->
@@ -305,11 +308,13 @@ module Purify =
                         sprintf "%s returns the tensor of state entry '%s', which it updated in place because its state was donated (%s): the output cannot tell the value before the update from the one after. Return a copy (tensor.clone()), or purify without donation." name (keyOf t "") (Text.code language "Options.donating" "donate: true")
                     )
                 )
-        // The new values of the keys the call wrote; an overwritten tensor must be one key's only.
+        // The new values of the keys the call wrote. An overwritten tensor must stay one key's only:
+        // only one key held it (MayOverwrite), so a written key that holds it now and did not
+        // before shares it.
         let handles = HashSet<nativeint>(written.Length)
         for w in written do
             let v = w.After
-            if not v.IsInvalid && not (handles.Add v.Handle) && donation.WasOverwritten v then
+            if not v.IsInvalid && (handles.Add v.Handle |> ignore; not (obj.ReferenceEquals(v, w.Before))) && donation.WasOverwritten v then
                 raise (
                     InvalidOperationException(
                         sprintf "%s wrote the tensor of state entry '%s' under '%s' too, and updated it in place because its state was donated (%s): the two keys would share one tensor. Write a copy (tensor.clone()), or purify without donation." name (keyOf v w.Key) w.Key (Text.code language "Options.donating" "donate: true")
@@ -404,7 +409,7 @@ module Purify =
                     Log = log
                     ShapesOnly = not (isNull outer) && outer.Env.ShapesOnly
                 }
-            let world0 = { State = state; Draws = 0L; Read = KeySet.empty; Modified = KeySet.empty; Created = KeySet.empty }
+            let world0 = { State = state; Draws = 0L; Read = KeySet.empty; Modified = KeySet.empty; Replaced = KeySet.empty; Created = KeySet.empty }
             // What earlier calls handed out and the caller has dropped since: collect it if it is much.
             let topLevel = isNull outer
             if topLevel then NativeMemory.collectIfDue ()
@@ -448,6 +453,7 @@ module Purify =
                             { w with
                                 Read = KeySet.union w.Read world.Read
                                 Modified = KeySet.union w.Modified world.Modified
+                                Replaced = KeySet.union w.Replaced world.Replaced
                                 Created = KeySet.union w.Created world.Created }
                     struct (output, world)
                 with _ when not (isNull donation) ->

@@ -66,7 +66,7 @@ module internal Recompute =
         Nj(fun env world ->
             // The recomputation starts from the same world, so it sees the same randomness.
             let program = f
-            let start = { world with Read = KeySet.empty; Modified = KeySet.empty; Created = KeySet.empty }
+            let start = { world with Read = KeySet.empty; Modified = KeySet.empty; Replaced = KeySet.empty; Created = KeySet.empty }
             let struct (output, after) =
                 use _noGrad = torch.no_grad ()
                 Monad.runIn env start (program inputs)
@@ -78,6 +78,7 @@ module internal Recompute =
                 { after with
                     Read = KeySet.union world.Read after.Read
                     Modified = KeySet.union world.Modified after.Modified
+                    Replaced = KeySet.union world.Replaced after.Replaced
                     Created = KeySet.union world.Created after.Created }
             if not (torch.is_grad_enabled ()) || not (differentiable |> Array.exists (fun t -> t.requires_grad)) then
                 struct (output, merged)
