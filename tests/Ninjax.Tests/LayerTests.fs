@@ -89,6 +89,23 @@ let batchNormTests =
         testCase "matches TorchSharp's BatchNorm2d on [batch, channels, height, width]" <| fun () ->
             batchNormAgrees (torch.nn.BatchNorm2d(3L)) [| 4L; 3L; 5L; 5L |] 0.1 1e-5
 
+        testCase "a key target over the whole module differentiates its running statistics too, which update as without the target" <| fun () ->
+            // The statistics are then leaves requiring grad, which the kernel's in-place update
+            // of its copies must not touch (libtorch refuses in-place updates of such leaves).
+            let bn = BatchNormalization(name = "bn")
+            let x = torch.randn(6L, 3L)
+            let state = Nj.init 0L (fun x -> bn.Forward(x, true)) State.empty x
+            let loss (x: T) = bn.Forward(x, true).square().sum()
+            let byKey, g = Nj.purify (fun x -> Nj.grad loss [ Target.Key "bn" ] x) state x
+            let byModule, _ = Nj.purify (fun x -> Nj.grad loss [ Target.Module bn ] x) state x
+            let _, _, grads = g
+            Expect.equal (State.keys grads) [ "bn/mean"; "bn/offset"; "bn/scale"; "bn/var" ] "every entry is a target"
+            expectIdentical grads.["bn/mean"] (torch.zeros 3L) "the loss does not depend on the running mean in training"
+            for k in [ "bn/mean"; "bn/var" ] do
+                expectIdentical byKey.[k] byModule.[k] (k + " updates the same")
+                Expect.isFalse byKey.[k].requires_grad (k + " is stored detached")
+                Expect.isFalse (identical byKey.[k] state.[k]) (k + " moved")
+
         testCase "bad inputs and settings name the module and shape" <| fun () ->
             let bn = BatchNormalization(name = "bn")
             let state = Nj.init 0L (fun x -> bn.Forward(x, true)) State.empty (torch.randn(4L, 3L))

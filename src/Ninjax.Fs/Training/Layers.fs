@@ -172,9 +172,11 @@ type BatchNormalization
                     )
                 )
             // The kernel updates the running statistics in place: give it copies (the state is
-            // immutable) and write them back.
-            let mean = mean.detach().clone()
-            let var = var.detach().clone()
+            // immutable) and write them back. Detached first only when a gradient targets them
+            // (a key target over the whole module), as libtorch refuses in-place updates of a leaf.
+            let copy (t: torch.Tensor) = if t.requires_grad then t.detach().clone() else t.clone()
+            let mean = copy mean
+            let var = copy var
             let y = torch.nn.functional.batch_norm(x, mean, var, scale, offset, true, momentum, eps)
             this.Put("mean", mean) |> ignore
             this.Put("var", var) |> ignore
