@@ -45,22 +45,49 @@ let DefaultRounds = 8
 /// and median, and the ratios of the medians. Not a BenchmarkDotNet run: use it to see a
 /// difference of a few percent that drift between BenchmarkDotNet's cases hides.
 let private interleaved (steps: int) (names: string list) =
-    for name, make in Workloads.all () do
-        if names.IsEmpty || List.contains name names then
-            let w = make ()
-            let kinds: (string * (unit -> float32))[] = [| "TorchSharp", w.TorchSharp; "Ninjax, donated", w.NinjaxDonated; "Ninjax", w.Ninjax |]
-            let times = kinds |> Array.map (fun _ -> ResizeArray<float>())
-            let clock = Diagnostics.Stopwatch()
-            for i in 1..steps do
-                for k in 0 .. kinds.Length - 1 do
-                    clock.Restart()
-                    snd kinds.[k] () |> ignore
-                    if i > steps / 10 then times.[k].Add clock.Elapsed.TotalMicroseconds
-            let sorted = times |> Array.map (fun xs -> Array.sort (xs.ToArray()))
-            let at (q: float) (xs: float[]) = xs.[int (q * float (xs.Length - 1))]
-            let baseline = at 0.5 sorted.[0]
+    for name in names do
+        if (Workloads.named name).IsNone then
+            failwithf "No workload '%s'; the workloads are: %s." name (Workloads.everyName () |> String.concat ", ")
+    let chosen = if names.IsEmpty then Workloads.all () else names |> List.map (fun n -> n, (Workloads.named n).Value)
+    for name, make in chosen do
+        let w = make ()
+        let kinds: (string * (unit -> float32))[] = [| "TorchSharp", w.TorchSharp; "Ninjax, donated", w.NinjaxDonated; "Ninjax", w.Ninjax |]
+        let times = kinds |> Array.map (fun _ -> ResizeArray<float>())
+        let clock = Diagnostics.Stopwatch()
+        for i in 1..steps do
             for k in 0 .. kinds.Length - 1 do
-                printfn "%-9s %-16s p25 %8.1f us  median %8.1f us  median ratio %.3f" name (fst kinds.[k]) (at 0.25 sorted.[k]) (at 0.5 sorted.[k]) (at 0.5 sorted.[k] / baseline)
+                clock.Restart()
+                snd kinds.[k] () |> ignore
+                if i > steps / 10 then times.[k].Add clock.Elapsed.TotalMicroseconds
+        let sorted = times |> Array.map (fun xs -> Array.sort (xs.ToArray()))
+        let at (q: float) (xs: float[]) = xs.[int (q * float (xs.Length - 1))]
+        let baseline = at 0.5 sorted.[0]
+        for k in 0 .. kinds.Length - 1 do
+            printfn "%-9s %-16s p25 %8.1f us  median %8.1f us  median ratio %.3f" name (fst kinds.[k]) (at 0.25 sorted.[k]) (at 0.5 sorted.[k]) (at 0.5 sorted.[k] / baseline)
+
+/// A diagnostic for profilers (`-- --profile NAME KIND STEPS`): one workload's step of one kind
+/// (twin, donated or plain) taken STEPS times after a tenth as many warm-up steps, nothing else, so
+/// that a sampling profiler attached to the process sees only that step. Prints the median step.
+let private profile (name: string) (kind: string) (steps: int) =
+    let make =
+        match Workloads.named name with
+        | Some make -> make
+        | None -> failwithf "No workload '%s'; the workloads are: %s." name (Workloads.everyName () |> String.concat ", ")
+    let w = make ()
+    let step =
+        match kind with
+        | "twin" -> w.TorchSharp
+        | "donated" -> w.NinjaxDonated
+        | "plain" -> w.Ninjax
+        | _ -> failwithf "The kind of step is twin, donated or plain; got '%s'." kind
+    for _ in 1 .. max 1 (steps / 10) do step () |> ignore
+    let times = Array.zeroCreate steps
+    let clock = Diagnostics.Stopwatch()
+    for i in 0 .. steps - 1 do
+        clock.Restart()
+        step () |> ignore
+        times.[i] <- clock.Elapsed.TotalMicroseconds
+    printfn "%s %s: median %.1f us over %d steps" name kind (Array.sort times).[steps / 2] steps
 
 /// The BenchmarkDotNet runs and the ratio lines the README quotes.
 let private benchmarks (rounds: int) (argv: string[]) =
@@ -109,6 +136,7 @@ let main argv =
         | [ "--steps"; n ] -> DataParallelStep.run (int n)
         | _ -> DataParallelStep.run 300
     | "--interleaved" :: names -> interleaved 3000 names
+    | [ "--profile"; name; kind; steps ] -> profile name kind (int steps)
     | "--rounds" :: n :: rest -> benchmarks (int n) (Array.ofList rest)
     | _ -> benchmarks DefaultRounds argv
     0

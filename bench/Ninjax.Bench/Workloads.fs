@@ -181,10 +181,8 @@ let private asEntry (transpose: bool) (t: torch.Tensor) =
 /// BatchNorm running statistics; two Adams with the example's hyperparameters. Both start from the
 /// twin's parameters, and the setup checks that their first two steps compute the same losses and
 /// the same entries (fails loudly otherwise), so the twin provably computes what the example does.
-let gan () : Workload =
+let ganWith (options: Gan.GanOptions) (batch: int64) : Workload =
     torch.set_num_threads 1
-    let options = Gan.GanOptions.Default
-    let batch = 64L
     let train, _ = Digits.Data.loadBoth (Digits.Data.defaultFolder ())
     let images = Gan.GanTraining.ToGan(train.Images.narrow(0L, 0L, batch))
     let labels = train.Labels.narrow(0L, 0L, batch)
@@ -329,6 +327,23 @@ let gan () : Workload =
         fst (twinStep twinSteps)
     { Name = "gan-b64"; TorchSharp = twinTimed; NinjaxDonated = (fun () -> fst (donated.Step(images, labels))); Ninjax = (fun () -> fst (plain.Step(images, labels))) }
 
-/// Every workload, by name.
+/// The GAN of the main job at its batch of 64.
+let gan () = ganWith Gan.GanOptions.Default 64L
+
+/// Every workload the benchmarks compare, by name.
 let all () : (string * (unit -> Workload)) list =
     [ "mlp-b8", (fun () -> mlp 8); "mlp-b128", (fun () -> mlp 128); "cnn-b32", cnn; "gan-b64", gan ]
+
+/// Diagnostics beside them, for --interleaved and --profile only: the GAN's step with 4 hidden
+/// units, 4 noise inputs and a batch of 4 (`gan-tiny`), where the arithmetic is negligible, so the
+/// steps differ by what each framework adds per operation and per step (TorchSharp's dispatch of
+/// the twin's optimizer, Ninjax's bookkeeping).
+let diagnostics () : (string * (unit -> Workload)) list =
+    [ "gan-tiny", (fun () -> ganWith (Gan.GanOptions(NoiseSize = 4, Hidden = 4)) 4L) ]
+
+/// The workload or diagnostic of that name.
+let named (name: string) : (unit -> Workload) option =
+    all () @ diagnostics () |> List.tryFind (fun (n, _) -> n = name) |> Option.map snd
+
+/// The names of every workload and diagnostic.
+let everyName () : string list = all () @ diagnostics () |> List.map fst
