@@ -6,7 +6,7 @@ namespace Ninjax.CSharp;
 
 /// <summary>What one optimizer step reports.</summary>
 /// <param name="Loss">The loss before the update (detached).</param>
-/// <param name="GradNorm">The global L2 norm of the gradients before any transformation, in the loss's dtype.</param>
+/// <param name="GradNorm">The global L2 norm of the gradients before any transformation (so before clipping), in the loss's dtype.</param>
 /// <param name="LearningRate">The learning rate of this update, when the transformation has one.</param>
 public readonly record struct StepMetrics(Tensor Loss, Tensor GradNorm, double? LearningRate)
 {

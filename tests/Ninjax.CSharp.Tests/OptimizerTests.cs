@@ -226,6 +226,32 @@ public class OptimizerTests
         SameState(viaMinimize.Filter((k, _) => !k.StartsWith("model/opt/")), applied.updated, "the returned parameters");
     }
 
+    [Theory]
+    [InlineData("adam")]
+    [InlineData("sgdTuned")]
+    [InlineData("rmspropTuned")]
+    [InlineData("clippedScheduledAdam")]
+    public void StepMetrics_GradNorm_is_the_global_norm_of_the_gradients_before_clipping(string name)
+    {
+        // The fused steps sum the gradients' squares as they read them; with clipping chained
+        // before Adam they still read the unclipped gradients.
+        var (x, y) = Data();
+        var model = new CsOptModel(Configuration(name).CSharp);
+        var state = Nj.Init(model.Train)(States.Empty, x, y, seed: 3);
+        for (var step = 0; step < 3; step++)
+        {
+            var (_, grads) = Nj.Pure((Tensor x, Tensor y) => Nj.Grad(model.Loss, model.Targets)(x, y).Grads)(state, x, y);
+            var (next, metrics) = Nj.Pure(model.Train)(state, x, y);
+            var norm = Optimizers.GlobalNorm(grads).item<double>();
+            Assert.Equal(ScalarType.Float32, metrics.GradNorm.dtype);
+            var reported = metrics.GradNorm.item<float>();
+            Assert.True(Math.Abs(reported - norm) <= 1e-6 * norm, $"{name}, step {step}: GradNorm {reported}, the gradients' norm {norm}");
+            if (name == "clippedScheduledAdam")
+                Assert.True(norm > 0.5, $"the gradients are clipped (norm {norm} above 0.5)");
+            state = next;
+        }
+    }
+
     [Fact]
     public void MinimizeAux_returns_the_auxiliary_value_beside_the_metrics()
     {

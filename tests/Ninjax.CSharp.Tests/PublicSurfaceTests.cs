@@ -30,6 +30,7 @@ public class PublicSurfaceTests
         [typeof(Gradient<>)] = "Nj.Grad, Nj.GradAux and Nj.GradInputs return value tuples",
         [typeof(GradientTransformation)] = "GradientTransform (Optimizers)",
         [typeof(FusedStepInput)] = "part of GradientTransformation's fused step; GradientTransform runs it",
+        [typeof(FusedStepResult)] = "part of GradientTransformation's fused step; StepMetrics.GradNorm reports its sum of squares",
         [typeof(SgdOptions)] = "Optimizers.Sgd's named arguments",
         [typeof(AdamOptions)] = "Optimizers.Adam's and AdamW's named arguments",
         [typeof(RmsPropOptions)] = "Optimizers.RmsProp's named arguments",

@@ -45,12 +45,20 @@ let private equivalence (optimizer: string) =
         for k in State.keys rank0 do
             Expect.isTrue (sameBits rank0.[k] rank1.[k]) (sprintf "'%s' is bit-identical on both ranks" k)
         Expect.equal (read folder "losses0.txt") (read folder "losses1.txt") "both ranks report the same (averaged) losses"
+        Expect.equal (read folder "norms0.txt") (read folder "norms1.txt") "both ranks report the same gradient norms (of the averaged gradients)"
         let numbers name = (read folder name).Split('\n') |> Array.map float
         Array.iteri2
             (fun i averaged whole ->
                 let error = abs (averaged - whole) / abs whole
                 Expect.isLessThanOrEqual error 1e-6 (sprintf "step %d: the ranks' averaged loss %g is the whole batch's loss %g (relative difference %.3g)" i averaged whole error))
             (numbers "losses0.txt") (numbers "reference-losses.txt")
+        // The mean of the half batches' gradients is the whole batch's gradient: its norm, not a
+        // rank's own, is what the optimizer reports.
+        Array.iteri2
+            (fun i averaged whole ->
+                let error = abs (averaged - whole) / abs whole
+                Expect.isLessThanOrEqual error 1e-5 (sprintf "step %d: the ranks' gradient norm %g is the whole batch's %g (relative difference %.3g)" i averaged whole error))
+            (numbers "norms0.txt") (numbers "reference-norms.txt")
         let keys = parameterKeys reference
         Expect.equal keys [ "model/h/b"; "model/h/w"; "model/out/b"; "model/out/w" ] "the two layers' weights and biases"
         for k in keys do

@@ -17,8 +17,12 @@ type Net(transform: GradientTransformation, comm: Communicator, hidden: int, nam
     member this.Loss(x: torch.Tensor, y: torch.Tensor) =
         (out.Forward(torch.tanh (h.Forward x)) - y).square().mean()
 
-    member this.Train(x: torch.Tensor, y: torch.Tensor) : torch.Tensor =
-        (opt.Minimize(this.Loss, [ Target.Module h; Target.Module out ], (x, y))).Loss
+    /// One optimizer step; returns the loss and the gradient norm the optimizer reports.
+    member this.Step(x: torch.Tensor, y: torch.Tensor) : torch.Tensor * torch.Tensor =
+        let metrics = opt.Minimize(this.Loss, [ Target.Module h; Target.Module out ], (x, y))
+        metrics.Loss, metrics.GradNorm
+
+    member this.Train(x: torch.Tensor, y: torch.Tensor) : torch.Tensor = fst (this.Step(x, y))
 
 /// The optimizers the equivalence test runs.
 let transformOf (name: string) =
@@ -45,38 +49,46 @@ let write (folder: string) (name: string) (text: string) = File.WriteAllText(Pat
 
 /// Trains data-parallel for `steps` steps on this rank's half of every batch, from rank 0's
 /// state (ranks initialise with different seeds); rank 0 also trains one process on the whole
-/// batches from the same start. Saves rank<r>.safetensors, and reference.safetensors on rank 0.
+/// batches from the same start. Saves rank<r>.safetensors, and reference.safetensors on rank 0,
+/// and each step's loss and gradient norm.
 let equivalence (comm: Communicator) (optimizer: string) (folder: string) =
     let x, y = data steps batch
     let net = Net(transformOf optimizer, comm, 32, "model")
     let sample = x.narrow(0L, 0L, 2L), y.narrow(0L, 0L, 2L)
     let own = Nj.init (100L + int64 comm.Rank) net.Train State.empty sample
     let start = DataParallel.broadcast comm own
-    let train = Nj.purifyWith (Options.seeded (DataParallel.seed comm 0L)) net.Train
+    let train = Nj.purifyWith (Options.seeded (DataParallel.seed comm 0L)) net.Step
     let mutable state = start
     let losses = ResizeArray()
+    let norms = ResizeArray()
     let rows = ResizeArray()
     for i in 0 .. steps - 1 do
         let xb, yb = x.narrow(0L, int64 (i * batch), int64 batch), y.narrow(0L, int64 (i * batch), int64 batch)
         let xs, ys = DataParallel.shard comm xb, DataParallel.shard comm yb
         rows.Add(sprintf "%d %d" (DataParallel.share comm (int64 batch)).Start (xs.size 0))
-        let next, loss = train state (xs, ys)
+        let next, (loss, norm) = train state (xs, ys)
         state <- next
         losses.Add(loss.ToDouble())
+        norms.Add(norm.ToDouble())
     write folder (sprintf "rows%d.txt" comm.Rank) (String.Join("\n", rows))
     save folder (sprintf "rank%d" comm.Rank) state
-    write folder (sprintf "losses%d.txt" comm.Rank) (String.Join("\n", losses |> Seq.map (fun l -> l.ToString("R"))))
+    let lines (values: ResizeArray<float>) = String.Join("\n", values |> Seq.map (fun l -> l.ToString("R")))
+    write folder (sprintf "losses%d.txt" comm.Rank) (lines losses)
+    write folder (sprintf "norms%d.txt" comm.Rank) (lines norms)
     if comm.IsRoot then
         let single = Net(transformOf optimizer, null, 32, "model")
-        let train = Nj.purifyWith (Options.seeded 0L) single.Train
+        let train = Nj.purifyWith (Options.seeded 0L) single.Step
         let mutable reference = start
         let referenceLosses = ResizeArray()
+        let referenceNorms = ResizeArray()
         for i in 0 .. steps - 1 do
-            let next, loss = train reference (x.narrow(0L, int64 (i * batch), int64 batch), y.narrow(0L, int64 (i * batch), int64 batch))
+            let next, (loss, norm) = train reference (x.narrow(0L, int64 (i * batch), int64 batch), y.narrow(0L, int64 (i * batch), int64 batch))
             reference <- next
             referenceLosses.Add(loss.ToDouble())
+            referenceNorms.Add(norm.ToDouble())
         save folder "reference" reference
-        write folder "reference-losses.txt" (String.Join("\n", referenceLosses |> Seq.map (fun l -> l.ToString("R"))))
+        write folder "reference-losses.txt" (lines referenceLosses)
+        write folder "reference-norms.txt" (lines referenceNorms)
     DataParallel.checkInSync comm state
 
 /// Ranks initialise with different seeds; saves each rank's state before and after the broadcast.

@@ -50,7 +50,8 @@ let private runFusedWith (inPlace: bool) (t: GradientTransformation) (parameters
     let mutable ps = parameters |> List.map (fun (k, p: torch.Tensor) -> k, p.clone ()) |> State.ofSeq
     let mutable s = t.Init ps
     for step in grads do
-        let next, state = apply { Grads = State.ofSeq step; OptState = s; Params = ps; GradScale = 1.0; MayOverwrite = fun _ -> inPlace }
+        let result = apply { Grads = State.ofSeq step; OptState = s; Params = ps; GradScale = 1.0; MayOverwrite = fun _ -> inPlace }
+        let next, state = result.Params, result.OptState
         if inPlace then
             for KeyValue(k, p) in State.toMap ps do
                 Expect.isTrue (obj.ReferenceEquals(next.[k], p)) (sprintf "'%s' was updated in place" k)
@@ -74,7 +75,8 @@ let private runFusedStrided (t: GradientTransformation) (parameters: (string * t
     Expect.isFalse (ps.["layer/w"].is_contiguous ()) "the parameters are not contiguous"
     let mutable s = t.Init ps
     for step in grads do
-        let next, state = apply { Grads = State.ofSeq step; OptState = s; Params = ps; GradScale = 1.0; MayOverwrite = fun _ -> false }
+        let result = apply { Grads = State.ofSeq step; OptState = s; Params = ps; GradScale = 1.0; MayOverwrite = fun _ -> false }
+        let next, state = result.Params, result.OptState
         ps <- State.map (fun _ p -> strided p) next
         s <- state
     ps
@@ -170,6 +172,100 @@ let private optimizers =
     ]
 
 // ---------------------------------------------------------------------------------------------
+// The gradients' sum of squares that the fused steps read on the way
+
+/// Shapes whose sizes leave SIMD tails and run the vector loops many times (their sums of squares
+/// go to two accumulators in turn), and a scalar.
+let private normShapes = [ "a/w", [| 37L; 29L |]; "a/b", [| 13L |]; "c/k", [| 3L; 5L; 7L |]; "s", [||] ]
+
+/// Parameters of normShapes and three steps of their gradients, drawn in float32 and converted.
+let private normProblem (dtype: torch.ScalarType) =
+    use g = new torch.Generator(4321UL)
+    let draw () = normShapes |> List.map (fun (k, s) -> k, torch.randn(s, generator = g).to_type dtype)
+    draw (), List.init 3 (fun _ -> draw ())
+
+/// Each step's reported sum of squares of a fused step beside Optax.globalNorm of the step's
+/// gradients. Every step hands the step its parameters through <paramref name="layout"/>.
+let private reportedSums (layout: torch.Tensor -> torch.Tensor) (gradScale: float) (t: GradientTransformation) (parameters: (string * torch.Tensor) list) grads =
+    let apply = t.Apply.Value
+    let mutable ps = parameters |> List.map (fun (k, p) -> k, layout p) |> State.ofSeq
+    let mutable s = t.Init ps
+    [ for step in grads do
+          let g = State.ofSeq step
+          let result = apply { Grads = g; OptState = s; Params = ps; GradScale = gradScale; MayOverwrite = fun _ -> false }
+          ps <- State.map (fun _ p -> layout p) result.Params
+          s <- result.OptState
+          yield result.GradSumOfSquares, (Optax.globalNorm g).ToDouble() ]
+
+/// Asserts a reported sum of squares is there and its square root is the norm to 1e-12 relative:
+/// both sum in float64 (float32 elements widened), in different orders.
+let private expectNormOf (name: string) (reported: float voption, norm: float) =
+    match reported with
+    | ValueSome sum -> Expect.floatClose { absolute = 0.0; relative = 1e-12 } (sqrt sum) norm (sprintf "%s: the square root of the reported sum is the global norm" name)
+    | ValueNone -> failtestf "%s: the fused step reported no sum of squares" name
+
+/// A module whose parameters (of one dtype; <c>w</c> transposed, so not contiguous, when asked)
+/// an optimizer of any transformation trains on a fixed loss of a fixed input.
+type private NormNet(transform: GradientTransformation, dtype: torch.ScalarType, transposed: bool) as this =
+    inherit Module("net")
+    let opt = this.Sub("opt", fun () -> Optimizer(transform))
+
+    /// Deterministic values of a shape, in the net's dtype.
+    static member Values (dtype: torch.ScalarType) (shape: int64[]) (phase: float) =
+        let count = shape |> Array.fold (*) 1L
+        torch.arange(count, dtype = torch.float64).mul(0.37.ToScalar()).add(phase.ToScalar()).sin().reshape(shape).to_type dtype
+
+    member this.Loss(x: torch.Tensor) =
+        let w = this.Get("w", fun () -> if transposed then (NormNet.Values dtype [| 29L; 37L |] 0.0).t () else NormNet.Values dtype [| 37L; 29L |] 0.0)
+        let b = this.Get("b", fun () -> NormNet.Values dtype [| 29L |] 1.0)
+        ((w * x).tanh () + b).square().sum ()
+
+    member this.Targets = [ Target.Key(this.Path + "/w"); Target.Key(this.Path + "/b") ]
+
+    /// One optimizer step; returns its metrics.
+    member this.Step(x: torch.Tensor) = opt.Minimize(this.Loss, this.Targets, x)
+
+/// Three steps of a NormNet: each step's GradNorm beside Optax.globalNorm of the gradients of
+/// the same state (taken in a call of their own).
+let private stepNorms (transform: GradientTransformation) (dtype: torch.ScalarType) (transposed: bool) : (torch.Tensor * torch.Tensor) list =
+    let net = NormNet(transform, dtype, transposed)
+    let x = NormNet.Values dtype [| 37L; 29L |] 2.0
+    let train = Nj.purify net.Step
+    let gradients = Nj.purify (fun x -> let _, _, grads = Nj.grad net.Loss net.Targets x in grads)
+    let mutable state = Nj.init 0L net.Step State.empty x
+    Expect.equal (state.["net/w"].is_contiguous ()) (not transposed) "w is contiguous unless transposed"
+    [ for _ in 1..3 do
+          let _, grads = gradients state x
+          let next, metrics = train state x
+          state <- next
+          yield metrics.GradNorm, Optax.globalNorm grads ]
+
+/// The fused steps' parameters and optimizer state after 20 steps from parameters and gradients
+/// drawn by System.Random (the same numbers on every platform), as digests of their keys and
+/// bytes (SHA-256, 16 hex digits). Every element of the kernels goes through the same IEEE
+/// operations whatever the SIMD width, so the digests are too.
+let private fusedDigests (t: GradientTransformation) (dtype: torch.ScalarType) (gradScale: float) : string * string =
+    let rnd = Random(42)
+    let draw (shape: int64[]) =
+        let count = shape |> Array.fold (*) 1L |> int
+        torch.tensor(Array.init count (fun _ -> rnd.NextDouble() * 2.0 - 1.0), dtype = Nullable dtype).reshape shape
+    let digest (s: State) =
+        use hash = Security.Cryptography.IncrementalHash.CreateHash Security.Cryptography.HashAlgorithmName.SHA256
+        for KeyValue(k, v) in State.toMap s do
+            hash.AppendData(Text.Encoding.UTF8.GetBytes k)
+            hash.AppendData(v.contiguous().bytes.ToArray())
+        Convert.ToHexString(hash.GetHashAndReset()).Substring(0, 16)
+    let apply = t.Apply.Value
+    let mutable ps = normShapes |> List.map (fun (k, s) -> k, draw s) |> State.ofSeq
+    let mutable s = t.Init ps
+    for _ in 1..20 do
+        let grads = normShapes |> List.map (fun (k, shape) -> k, draw shape) |> State.ofSeq
+        let result = apply { Grads = grads; OptState = s; Params = ps; GradScale = gradScale; MayOverwrite = fun _ -> false }
+        ps <- result.Params
+        s <- result.OptState
+    digest ps, digest s
+
+// ---------------------------------------------------------------------------------------------
 // The Quickstart model with an optimizer module
 
 /// The seed README's Quickstart model, training with an Optimizer module instead of manual SGD.
@@ -233,6 +329,97 @@ let tests =
                         else Expect.equal moved 0.0 "nothing to clip: the same result as without clipping"
         ]
 
+        testList "the gradient norm read by the fused step" [
+            testCase "each fused step reports its gradients' sum of squares, before the gradient scale and weight decay" <| fun () ->
+                for name, ours, _, _ in optimizers do
+                    for dtype in [ torch.float32; torch.float64 ] do
+                        for gradScale in [ 1.0; 0.25 ] do
+                            let parameters, grads = normProblem dtype
+                            for reported in reportedSums id gradScale ours parameters grads do
+                                expectNormOf (sprintf "%s, %O, gradient scale %g" name dtype gradScale) reported
+
+            testCase "clipping chained before a fused step: the step reports the unclipped norm" <| fun () ->
+                for name, chained in
+                    [ "clip, then Adam", Optax.chain [ Optax.clipByGlobalNorm 0.5; Optax.adam 1e-2 ]
+                      "scale, clip, then SGD with momentum", Optax.chain [ Optax.scale 0.5; Optax.clipByGlobalNorm 1.0; Optax.sgdWith { SgdOptions.Default with Momentum = 0.9 } ]
+                      "clip, then RMSprop", Optax.chain [ Optax.clipByGlobalNorm 0.5; Optax.rmsprop 1e-2 ] ] do
+                    let parameters, grads = normProblem torch.float32
+                    for reported, norm in reportedSums id 1.0 chained parameters grads do
+                        Expect.isGreaterThan norm 10.0 "the gradients are clipped (their norm is far above the maximum)"
+                        expectNormOf name (reported, norm)
+
+            testCase "a fused step whose parameters take libtorch ops reports no sum of squares" <| fun () ->
+                let parameters32, grads32 = normProblem torch.float32
+                for name, ours, _, _ in optimizers do
+                    for reported, _ in reportedSums strided 1.0 ours parameters32 grads32 do
+                        Expect.equal reported ValueNone (sprintf "%s on non-contiguous parameters" name)
+                // Adam takes libtorch ops per parameter: one that is not contiguous is enough.
+                let oneStrided (p: torch.Tensor) = if p.dim () = 3L then strided p else p
+                for reported, _ in reportedSums oneStrided 1.0 (Optax.adam 1e-2) parameters32 grads32 do
+                    Expect.equal reported ValueNone "Adam with one non-contiguous parameter"
+                let parameters16, grads16 = normProblem torch.float16
+                for name, ours in [ "Adam", Optax.adam 1e-2; "SGD with momentum", Optax.sgdWith { SgdOptions.Default with Momentum = 0.9 }; "RMSprop", Optax.rmsprop 1e-2 ] do
+                    for reported, _ in reportedSums id 1.0 ours parameters16 grads16 do
+                        Expect.equal reported ValueNone (sprintf "%s in float16" name)
+
+            // Computed with the kernels before they summed the gradients' squares (commit b471551):
+            // reading the sum must not change a bit of any parameter or moment. A deliberate change
+            // of the kernels' rounding changes these; recompute them then (fusedDigests).
+            testList "the fused steps' parameters and moments are bit for bit as before they read the norm" [
+                let adamOptions = { AdamOptions.Default with LearningRate = Schedule.constant 1e-2; Beta1 = 0.5; Beta2 = 0.75 }
+                // Betas whose powers are exact, so that no libm's pow can move a bit of the constants.
+                for name, t, gradScale, expected in
+                    [ "Adam with L2 weight decay", Optax.adamWith { adamOptions with WeightDecay = 0.125 }, 0.75, [ "4D50EA314CA99F43", "226608DB2D6BF685"; "8995F1E2C7100D60", "CAA154ED501D0EC6" ]
+                      "AdamW", Optax.adamwWith { adamOptions with WeightDecay = 0.125 }, 1.0, [ "676F5B0FCB415ACF", "210628C14E27318E"; "D28C0A35F84E0677", "E98CEF71154BA913" ]
+                      "SGD", Optax.sgd 0.05, 0.75, [ "FE0F96DB9BADED85", "78D5D1A5F02003BF"; "A401F4A54C8ECDE8", "78D5D1A5F02003BF" ]
+                      "SGD with Nesterov momentum and weight decay", Optax.sgdWith { SgdOptions.Default with LearningRate = Schedule.constant 0.05; Momentum = 0.9; Nesterov = true; WeightDecay = 0.01 }, 1.0, [ "39168D6C3B3ECEFF", "F736E093A0F8357E"; "15D8B3D0221A79B9", "B0F9EF305A19F8B1" ]
+                      "SGD with dampened momentum", Optax.sgdWith { SgdOptions.Default with LearningRate = Schedule.constant 0.05; Momentum = 0.8; Dampening = 0.3 }, 0.75, [ "464FD09BE219C2C3", "1E1A6EB977589049"; "A0F45B202C3AF8BC", "44BDFA657EC1B07A" ]
+                      "RMSprop", Optax.rmsprop 1e-2, 0.75, [ "7020228B71075096", "34351AD4F9A61782"; "5B194F64F3E5536E", "53B3817606163B62" ]
+                      "RMSprop centered with momentum and weight decay", Optax.rmspropWith { RmsPropOptions.Default with LearningRate = Schedule.constant 1e-3; Alpha = 0.9; Momentum = 0.9; Centered = true; WeightDecay = 0.01 }, 1.0, [ "14D8C91CC2C066D4", "13A8A5B293D9C9F1"; "1CFE64FFFBCAEA04", "53B6117677591753" ] ] do
+                    testCase name <| fun () ->
+                        use _scope = torch.NewDisposeScope()
+                        let actual = [ for dtype in [ torch.float32; torch.float64 ] -> fusedDigests t dtype gradScale ]
+                        Expect.equal actual expected "digests of the parameters and the optimizer state after 20 steps (float32, float64)"
+            ]
+
+            testList "the Optimizer module's GradNorm" [
+                for name, transform in
+                    [ "Adam", Optax.adam 1e-2
+                      "SGD with momentum", Optax.sgdWith { SgdOptions.Default with LearningRate = Schedule.constant 0.01; Momentum = 0.9 }
+                      "RMSprop", Optax.rmsprop 1e-3 ] do
+                    for dtype, tolerance in [ torch.float32, 1e-6; torch.float64, 1e-12 ] do
+                        testCase (sprintf "%s, %O: the fused step's norm is the gradients' global norm" name dtype) <| fun () ->
+                            for gradNorm, norm in stepNorms transform dtype false do
+                                Expect.equal gradNorm.dtype dtype "in the loss's dtype"
+                                Expect.floatClose { absolute = 0.0; relative = tolerance } (gradNorm.ToDouble()) (norm.ToDouble()) "GradNorm"
+
+                testCase "GradNorm comes from the fused step's sum of squares: the optimizer makes no pass of its own" <| fun () ->
+                    let adam = Optax.adam 1e-2
+                    let reporting (sum: float voption) =
+                        { adam with Apply = adam.Apply |> Option.map (fun apply -> fun input -> { apply input with GradSumOfSquares = sum }) }
+                    for gradNorm, norm in stepNorms (reporting (ValueSome 16.0)) torch.float32 false do
+                        Expect.notEqual (norm.ToDouble()) 4.0 "the true norm is another"
+                        expectIdentical gradNorm (torch.tensor 4.0f) "the square root of the reported 16"
+                    // A step that reports none, and a transformation without a fused step: the optimizer's own pass.
+                    for transform in [ reporting ValueNone; Optax.chain [ Optax.scaleByAdam 0.9 0.999 1e-8; Optax.scaleByLearningRate (Schedule.constant 1e-2) ] ] do
+                        for gradNorm, norm in stepNorms transform torch.float32 false do
+                            expectIdentical gradNorm (norm.to_type torch.float32) "globalNorm of the gradients"
+
+                testCase "with clipping chained before Adam, GradNorm is the norm before clipping" <| fun () ->
+                    for gradNorm, norm in stepNorms (Optax.chain [ Optax.clipByGlobalNorm 0.01; Optax.adam 1e-2 ]) torch.float32 false do
+                        Expect.isGreaterThan (norm.ToDouble()) 1.0 "the gradients are clipped"
+                        Expect.floatClose { absolute = 0.0; relative = 1e-6 } (gradNorm.ToDouble()) (norm.ToDouble()) "the unclipped norm"
+
+                testCase "parameters that take libtorch ops (not contiguous, float16): GradNorm is still the gradients' norm" <| fun () ->
+                    for name, transform, dtype, transposed in
+                        [ "Adam, a transposed weight", Optax.adam 1e-2, torch.float32, true
+                          "SGD with momentum, a transposed weight", Optax.sgdWith { SgdOptions.Default with Momentum = 0.9 }, torch.float32, true
+                          "Adam in float16", Optax.adam 1e-2, torch.float16, false ] do
+                        for gradNorm, norm in stepNorms transform dtype transposed do
+                            expectIdentical gradNorm (norm.to_type dtype) name
+            ]
+        ]
+
         testCase "the fused Adam step matches torch.optim where second moments are zero or subnormal (dead units)" <| fun () ->
             // Zero and subnormal second moments take libtorch's slow sqrt path, so the fused step
             // clamps them first; the result must not change. Row 0 of layer/w never gets a
@@ -293,7 +480,8 @@ let tests =
                 let mutable ps = parameters |> List.map (fun (k, p: torch.Tensor) -> k, p.clone ()) |> State.ofSeq
                 let mutable s = ours.Init ps
                 for step in stopped do
-                    let next, state = apply { Grads = State.ofSeq step; OptState = s; Params = ps; GradScale = 1.0; MayOverwrite = fun _ -> true }
+                    let result = apply { Grads = State.ofSeq step; OptState = s; Params = ps; GradScale = 1.0; MayOverwrite = fun _ -> true }
+                    let next, state = result.Params, result.OptState
                     ps <- next
                     s <- state
                 for KeyValue(k, t) in State.toMap s do

@@ -90,7 +90,9 @@ type internal RmsStep<'T> =
 /// computes exactly as a vector lane does. Every element goes through the same IEEE operations
 /// in torch.optim's order (multiplications and additions kept apart, never fused), so the
 /// results agree with torch.optim to rounding. Outputs may be the inputs (an update in place)
-/// or fresh memory; each element is read before it is written.
+/// or fresh memory; each element is read before it is written. On the way each loop sums the
+/// squares of the gradient's elements as given (see gradSquares), so that the optimizer's
+/// gradient norm takes no pass of its own.
 module internal Kernels =
 
     /// The elements of a tensor the loops may read and write directly: a contiguous CPU tensor
@@ -141,6 +143,27 @@ module internal Kernels =
             total <- total + g.[i] * g.[i]
         total
 
+    /// The squares of a float32 vector's lanes in float64 (widened as sumOfSquares32 widens them),
+    /// the low half's and the high half's added pairwise: one float64 vector for a fused loop to
+    /// accumulate.
+    let inline private squares32 (g: Vector<float32>) : Vector<float> =
+        let mutable lo = Vector<float>.Zero
+        let mutable hi = Vector<float>.Zero
+        Vector.Widen(g, &lo, &hi)
+        Vector.FusedMultiplyAdd(lo, lo, hi * hi)
+
+    /// The squares of a float64 vector's elements.
+    let inline private squares64 (g: Vector<float>) : Vector<float> = g * g
+
+    // gradSquares: every loop below sums the squares of the gradient it reads, before GradScale
+    // and the L2 term, in float64: each vector's squares (squares32, squares64) go to the first of
+    // two accumulators, which then trade places, so that the vectors go to each in turn and each
+    // addition waits for the one before it half as often; the scalar tail adds its elements one
+    // by one. The sum is sumOfSquares' up to rounding: the additions go in another order, and
+    // sumOfSquares keeps its own, since gradient clipping's factor comes from it and must not move.
+    // The trade is written out in each loop: a helper taking the accumulators by reference made
+    // the JIT keep them in memory (3x slower). Summing changes no bit of any parameter or moment.
+
     /// Zero where |x| is below the threshold. The optimizers' moments of dead units (whose
     /// gradients are zero) decay geometrically into subnormal numbers, and each vector operation
     /// that reads or makes one takes a microcode assist: a fused Adam step over the digits MLP's
@@ -156,12 +179,14 @@ module internal Kernels =
 
     /// One Adam or AdamW step: <c>m = b1 m + (1 - b1) g</c>, <c>v = b2 v + (1 - b2) g g</c>,
     /// <c>p = p decay + stepSize m / (sqrt(max(v, floor)) + eps)</c>, rounded as libtorch's CPU
-    /// kernels round torch.optim's ops (add with alpha and addcmul fused multiply-adds).
+    /// kernels round torch.optim's ops (add with alpha and addcmul fused multiply-adds). Returns
+    /// the sum of squares of the gradient as given (gradSquares).
     let inline private adam
         ([<InlineIfLambda>] fmaV: Vector< ^T> -> Vector< ^T> -> Vector< ^T> -> Vector< ^T>,
          [<InlineIfLambda>] fma: ^T -> ^T -> ^T -> ^T,
+         [<InlineIfLambda>] squares: Vector< ^T> -> Vector<float>,
          c: AdamStep< ^T>, p: Span< ^T>, g: Span< ^T>, m: Span< ^T>, v: Span< ^T>, pOut: Span< ^T>, mOut: Span< ^T>, vOut: Span< ^T>)
-        : unit =
+        : float =
         let pv = vectors p
         let gv = vectors g
         let mv = vectors m
@@ -173,9 +198,15 @@ module internal Kernels =
         let b1, k1, b2, k2 = Vector< ^T>(c.Beta1), Vector< ^T>(c.Keep1), Vector< ^T>(c.Beta2), Vector< ^T>(c.Keep2)
         let floor, eps, decay, stepSize = Vector< ^T>(c.Floor), Vector< ^T>(c.Eps), Vector< ^T>(c.Decay), Vector< ^T>(c.StepSize)
         let flushM, flushVv, flushP = Vector< ^T>(c.FlushM), Vector< ^T>(c.FlushV), Vector< ^T>(c.FlushP)
+        let mutable first = Vector<float>.Zero
+        let mutable second = Vector<float>.Zero
         for i in 0 .. pv.Length - 1 do
             let param = pv.[i]
-            let grad = gv.[i] * scale
+            let raw = gv.[i]
+            let sum = first + squares raw // gradSquares
+            first <- second
+            second <- sum
+            let grad = raw * scale
             let grad = if c.HasL2 then fmaV param l2 grad else grad
             let m1 = flushV (fmaV grad k1 (mv.[i] * b1)) flushM
             let v1 = flushV (fmaV (k2 * grad) grad (vv.[i] * b2)) flushVv
@@ -183,9 +214,13 @@ module internal Kernels =
             mov.[i] <- m1
             vov.[i] <- v1
             pov.[i] <- flushV (param * decay + stepSize * m1 / denom) flushP
+        let mutable total = Vector.Sum(first + second)
         for i in pv.Length * Vector< ^T>.Count .. p.Length - 1 do
             let param = p.[i]
-            let grad = g.[i] * c.GradScale
+            let raw = g.[i]
+            let x = float raw
+            total <- total + x * x
+            let grad = raw * c.GradScale
             let grad = if c.HasL2 then fma param c.L2 grad else grad
             let m1 = flush (fma grad c.Keep1 (m.[i] * c.Beta1)) c.FlushM
             let v1 = flush (fma (c.Keep2 * grad) grad (v.[i] * c.Beta2)) c.FlushV
@@ -193,15 +228,18 @@ module internal Kernels =
             mOut.[i] <- m1
             vOut.[i] <- v1
             pOut.[i] <- flush (param * c.Decay + c.StepSize * m1 / denom) c.FlushP
+        total
 
     /// One SGD step: <c>buf = momentum buf + (1 - dampening) g</c> (<c>buf = g</c> at the first
     /// step), <c>d = g + momentum buf</c> with Nesterov or <c>buf</c>, <c>p = p - lr d</c>.
     /// Without momentum <paramref name="buf"/> and <paramref name="bufOut"/> are not touched.
+    /// Returns the gradient's sum of squares (gradSquares).
     let inline private sgd
         ([<InlineIfLambda>] fmaV: Vector< ^T> -> Vector< ^T> -> Vector< ^T> -> Vector< ^T>,
          [<InlineIfLambda>] fma: ^T -> ^T -> ^T -> ^T,
+         [<InlineIfLambda>] squares: Vector< ^T> -> Vector<float>,
          c: SgdStep< ^T>, p: Span< ^T>, g: Span< ^T>, buf: Span< ^T>, pOut: Span< ^T>, bufOut: Span< ^T>)
-        : unit =
+        : float =
         let pv = vectors p
         let gv = vectors g
         let pov = vectors pOut
@@ -209,9 +247,15 @@ module internal Kernels =
         let bov = vectors bufOut
         let scale, l2, momentum, keep, negLr = Vector< ^T>(c.GradScale), Vector< ^T>(c.L2), Vector< ^T>(c.Momentum), Vector< ^T>(c.Keep), Vector< ^T>(c.NegLr)
         let flushBuf = Vector< ^T>(c.FlushBuf)
+        let mutable first = Vector<float>.Zero
+        let mutable second = Vector<float>.Zero
         for i in 0 .. pv.Length - 1 do
             let param = pv.[i]
-            let grad = gv.[i] * scale
+            let raw = gv.[i]
+            let sum = first + squares raw // gradSquares
+            first <- second
+            second <- sum
+            let grad = raw * scale
             let grad = if c.HasL2 then fmaV param l2 grad else grad
             let d =
                 if not c.HasMomentum then grad
@@ -220,9 +264,13 @@ module internal Kernels =
                     bov.[i] <- b
                     if c.Nesterov then fmaV b momentum grad else b
             pov.[i] <- fmaV d negLr param
+        let mutable total = Vector.Sum(first + second)
         for i in pv.Length * Vector< ^T>.Count .. p.Length - 1 do
             let param = p.[i]
-            let grad = g.[i] * c.GradScale
+            let raw = g.[i]
+            let x = float raw
+            total <- total + x * x
+            let grad = raw * c.GradScale
             let grad = if c.HasL2 then fma param c.L2 grad else grad
             let d =
                 if not c.HasMomentum then grad
@@ -231,18 +279,20 @@ module internal Kernels =
                     bufOut.[i] <- b
                     if c.Nesterov then fma b c.Momentum grad else b
             pOut.[i] <- fma d c.NegLr param
+        total
 
     /// One RMSprop step: <c>nu = alpha nu + (1 - alpha) g g</c>; centered,
     /// <c>mu = alpha mu + (1 - alpha) g</c> and <c>avg = sqrt(nu - mu mu) + eps</c>, else
     /// <c>avg = sqrt nu + eps</c>; with momentum <c>buf = momentum buf + g / avg</c> and
     /// <c>p = p - lr buf</c>, else <c>p = p - lr g / avg</c>. Spans of state the options do not
-    /// keep are not touched.
+    /// keep are not touched. Returns the gradient's sum of squares (gradSquares).
     let inline private rms
         ([<InlineIfLambda>] fmaV: Vector< ^T> -> Vector< ^T> -> Vector< ^T> -> Vector< ^T>,
          [<InlineIfLambda>] fma: ^T -> ^T -> ^T -> ^T,
+         [<InlineIfLambda>] squares: Vector< ^T> -> Vector<float>,
          c: RmsStep< ^T>, p: Span< ^T>, g: Span< ^T>, nu: Span< ^T>, mu: Span< ^T>, buf: Span< ^T>,
          pOut: Span< ^T>, nuOut: Span< ^T>, muOut: Span< ^T>, bufOut: Span< ^T>)
-        : unit =
+        : float =
         let pv = vectors p
         let gv = vectors g
         let nv = vectors nu
@@ -255,9 +305,15 @@ module internal Kernels =
         let scale, l2, alpha, keep = Vector< ^T>(c.GradScale), Vector< ^T>(c.L2), Vector< ^T>(c.Alpha), Vector< ^T>(c.Keep)
         let floor, eps, momentum, negLr = Vector< ^T>(c.Floor), Vector< ^T>(c.Eps), Vector< ^T>(c.Momentum), Vector< ^T>(c.NegLr)
         let flushNu, flushMu, flushBuf = Vector< ^T>(c.FlushNu), Vector< ^T>(c.FlushMu), Vector< ^T>(c.FlushBuf)
+        let mutable first = Vector<float>.Zero
+        let mutable second = Vector<float>.Zero
         for i in 0 .. pv.Length - 1 do
             let param = pv.[i]
-            let grad = gv.[i] * scale
+            let raw = gv.[i]
+            let sum = first + squares raw // gradSquares
+            first <- second
+            second <- sum
+            let grad = raw * scale
             let grad = if c.HasL2 then fmaV param l2 grad else grad
             let n1 = flushV (fmaV (keep * grad) grad (nv.[i] * alpha)) flushNu
             nov.[i] <- n1
@@ -273,9 +329,13 @@ module internal Kernels =
                 bov.[i] <- b
                 pov.[i] <- fmaV b negLr param
             else pov.[i] <- param + negLr * grad / avg
+        let mutable total = Vector.Sum(first + second)
         for i in pv.Length * Vector< ^T>.Count .. p.Length - 1 do
             let param = p.[i]
-            let grad = g.[i] * c.GradScale
+            let raw = g.[i]
+            let x = float raw
+            total <- total + x * x
+            let grad = raw * c.GradScale
             let grad = if c.HasL2 then fma param c.L2 grad else grad
             let n1 = flush (fma (c.Keep * grad) grad (nu.[i] * c.Alpha)) c.FlushNu
             nuOut.[i] <- n1
@@ -291,6 +351,7 @@ module internal Kernels =
                 bufOut.[i] <- b
                 pOut.[i] <- fma b c.NegLr param
             else pOut.[i] <- param + c.NegLr * grad / avg
+        total
 
     let private fma32V (a: Vector<float32>) b c = Vector.FusedMultiplyAdd(a, b, c)
     let private fma32 (a: float32) b c = MathF.FusedMultiplyAdd(a, b, c)
@@ -298,14 +359,14 @@ module internal Kernels =
     let private fma64 (a: float) b c = Math.FusedMultiplyAdd(a, b, c)
 
     /// Adam on float32 memory (see adam).
-    let adam32 (c: AdamStep<float32>, p, g, m, v, pOut, mOut, vOut) = adam (fma32V, fma32, c, p, g, m, v, pOut, mOut, vOut)
+    let adam32 (c: AdamStep<float32>, p, g, m, v, pOut, mOut, vOut) = adam (fma32V, fma32, squares32, c, p, g, m, v, pOut, mOut, vOut)
     /// Adam on float64 memory (see adam).
-    let adam64 (c: AdamStep<float>, p, g, m, v, pOut, mOut, vOut) = adam (fma64V, fma64, c, p, g, m, v, pOut, mOut, vOut)
+    let adam64 (c: AdamStep<float>, p, g, m, v, pOut, mOut, vOut) = adam (fma64V, fma64, squares64, c, p, g, m, v, pOut, mOut, vOut)
     /// SGD on float32 memory (see sgd).
-    let sgd32 (c: SgdStep<float32>, p, g, buf, pOut, bufOut) = sgd (fma32V, fma32, c, p, g, buf, pOut, bufOut)
+    let sgd32 (c: SgdStep<float32>, p, g, buf, pOut, bufOut) = sgd (fma32V, fma32, squares32, c, p, g, buf, pOut, bufOut)
     /// SGD on float64 memory (see sgd).
-    let sgd64 (c: SgdStep<float>, p, g, buf, pOut, bufOut) = sgd (fma64V, fma64, c, p, g, buf, pOut, bufOut)
+    let sgd64 (c: SgdStep<float>, p, g, buf, pOut, bufOut) = sgd (fma64V, fma64, squares64, c, p, g, buf, pOut, bufOut)
     /// RMSprop on float32 memory (see rms).
-    let rms32 (c: RmsStep<float32>, p, g, nu, mu, buf, pOut, nuOut, muOut, bufOut) = rms (fma32V, fma32, c, p, g, nu, mu, buf, pOut, nuOut, muOut, bufOut)
+    let rms32 (c: RmsStep<float32>, p, g, nu, mu, buf, pOut, nuOut, muOut, bufOut) = rms (fma32V, fma32, squares32, c, p, g, nu, mu, buf, pOut, nuOut, muOut, bufOut)
     /// RMSprop on float64 memory (see rms).
-    let rms64 (c: RmsStep<float>, p, g, nu, mu, buf, pOut, nuOut, muOut, bufOut) = rms (fma64V, fma64, c, p, g, nu, mu, buf, pOut, nuOut, muOut, bufOut)
+    let rms64 (c: RmsStep<float>, p, g, nu, mu, buf, pOut, nuOut, muOut, bufOut) = rms (fma64V, fma64, squares64, c, p, g, nu, mu, buf, pOut, nuOut, muOut, bufOut)

@@ -23,6 +23,25 @@ type FusedStepInput =
         MayOverwrite: torch.Tensor -> bool
     }
 
+/// What a fused optimizer step (GradientTransformation.Apply) returns.
+[<Struct; NoEquality; NoComparison>]
+type FusedStepResult =
+    {
+        /// The new parameters, keyed by parameter key.
+        Params: State
+        /// The new optimizer state.
+        OptState: State
+        /// The sum of the squares of every gradient element as given (before GradScale and any
+        /// weight decay), accumulated in float64 while the step read the gradients: its square
+        /// root is the gradients' global norm (Optax.globalNorm's, up to the rounding of another
+        /// order of additions) without a pass of its own. ValueNone when the step did not compute
+        /// it: a parameter took libtorch ops (not on the CPU, not contiguous, not float32 or
+        /// float64). A value option, not a Nullable: this type, like GradientTransformation, is
+        /// F#-only (C# code reaches the fused steps through GradientTransform, which runs them),
+        /// and a struct with a value option keeps the per-step result free of allocations.
+        GradSumOfSquares: float voption
+    }
+
 /// A gradient transformation in Optax's shape: two pure functions over states. Parameters,
 /// gradients and updates are states keyed by parameter key; the optimizer state is a state whose
 /// keys derive from the parameter keys (<c>mu/model/h1/w</c>, <c>nu/model/h1/w</c>) plus the step
@@ -36,10 +55,11 @@ type GradientTransformation =
         /// updates: <c>update grads optState params</c> returns <c>updates, newOptState</c>.
         Update: State -> State -> State -> State * State
         /// A fused step some optimizers provide (Adam, AdamW, SGD, RMSprop, and chains of gradient
-        /// clipping before one of them): returns <c>newParams, newOptState</c>, the same as
-        /// applying Update's updates (up to rounding: it follows torch.optim's order of
-        /// operations) in one pass over each parameter's memory. The Optimizer module uses it.
-        Apply: (FusedStepInput -> State * State) option
+        /// clipping before one of them): returns the new parameters and optimizer state, the
+        /// same as applying Update's updates (up to rounding: it follows torch.optim's order of
+        /// operations) in one pass over each parameter's memory, and the gradients' sum of
+        /// squares read on the way (see FusedStepResult). The Optimizer module uses it.
+        Apply: (FusedStepInput -> FusedStepResult) option
         /// For a stateless transformation whose update multiplies every gradient by one factor
         /// (clipByGlobalNorm, scale, identity): that factor, given the gradients and the factor
         /// already applied to them. A chain of such transformations before one with a fused step
@@ -237,7 +257,7 @@ module Optax =
         }
 
     /// Gives a transformation a fused step (see GradientTransformation.Apply).
-    let private withApply (apply: FusedStepInput -> State * State) (t: GradientTransformation) =
+    let private withApply (apply: FusedStepInput -> FusedStepResult) (t: GradientTransformation) =
         { t with
             Apply =
                 Some(fun input ->
@@ -349,7 +369,8 @@ module Optax =
                     newState <- newState.Add(k, v)
             updates, State.ofMap newState
         // Scaling members, then one with a fused step: the scales fold into that step's gradient
-        // scale, so the chain steps in one pass too (gradient clipping before Adam, say).
+        // scale, so the chain steps in one pass too (gradient clipping before Adam, say). The
+        // step still reads the gradients as given, so its sum of squares is the unclipped one.
         let last = members.Length - 1
         let fused =
             if members.Length = 0 then None
@@ -654,10 +675,12 @@ module Optax =
 
     /// The new parameters and optimizer state of a fused step from each slot's new tensors
     /// (parameter first, then one per prefix), with the next step count and this step's learning
-    /// rate (scalarEntry). When every slot was updated in place and the
-    /// scalars too, the given states themselves come back: nothing changed but their tensors'
-    /// values.
-    let private assemble (input: FusedStepInput) (prefixes: string[]) (slots: Slot[]) (results: torch.Tensor[][]) (nextCount: int64) (lr: float) : State * State =
+    /// rate (scalarEntry), and the gradients' sum of squares when the loops computed it. When
+    /// every slot was updated in place and the scalars too, the given states themselves come
+    /// back: nothing changed but their tensors' values.
+    let private assemble
+        (input: FusedStepInput) (prefixes: string[]) (slots: Slot[]) (results: torch.Tensor[][]) (nextCount: int64) (lr: float) (gradSumOfSquares: float voption)
+        : FusedStepResult =
         let count = scalarEntry input CountKey (float nextCount) torch.int64
         let lr = scalarEntry input LearningRateKey lr torch.float64
         let entries = input.OptState.Entries
@@ -668,7 +691,8 @@ module Optax =
         let mutable allInPlace = sameTensor CountKey count && sameTensor LearningRateKey lr
         for i in 0 .. slots.Length - 1 do
             allInPlace <- allInPlace && obj.ReferenceEquals(results.[i].[0], slots.[i].Param)
-        if allInPlace && input.OptState.Count = 2 + prefixes.Length * slots.Length then input.Params, input.OptState
+        if allInPlace && input.OptState.Count = 2 + prefixes.Length * slots.Length then
+            { Params = input.Params; OptState = input.OptState; GradSumOfSquares = gradSumOfSquares }
         else
             let mutable parameters = input.Params.Entries
             let mutable state = Map.empty.Add(CountKey, count).Add(LearningRateKey, lr)
@@ -677,14 +701,14 @@ module Optax =
                 if not (obj.ReferenceEquals(r.[0], slots.[i].Param)) then parameters <- parameters.Add(slots.[i].Key, r.[0])
                 for j in 0 .. prefixes.Length - 1 do
                     state <- state.Add(prefixes.[j] + "/" + slots.[i].Key, r.[j + 1])
-            State parameters, State state
+            { Params = State parameters; OptState = State state; GradSumOfSquares = gradSumOfSquares }
 
     /// The whole step through the unfused transformation (its Update, then applyUpdates), for
-    /// parameters the SIMD loops cannot read.
-    let private unfusedStep (fallback: GradientTransformation) (input: FusedStepInput) : State * State =
+    /// parameters the SIMD loops cannot read; it computes no sum of squares.
+    let private unfusedStep (fallback: GradientTransformation) (input: FusedStepInput) : FusedStepResult =
         let grads = if input.GradScale = 1.0 then input.Grads else mapGrads (fun _ g -> g.mul (input.GradScale.ToScalar())) input.Grads
         let updates, next = fallback.Update grads input.OptState input.Params
-        applyUpdates input.Params updates, next
+        { Params = applyUpdates input.Params updates; OptState = next; GradSumOfSquares = ValueNone }
 
     /// New tensors like a slot's parameter and state tensors, for a step that may not write into them.
     let private freshLike (slot: Slot) : torch.Tensor[] =
@@ -703,8 +727,9 @@ module Optax =
     /// the gradient first (Adam's weight decay); <paramref name="decoupled"/> is AdamW's decay.
     /// A contiguous float32 or float64 CPU parameter is updated in one SIMD pass (Kernels.adam);
     /// others by libtorch ops, one addcdiv per parameter. Where the caller hands over a parameter
-    /// and both its moments, the step writes into them.
-    let private fusedAdam (options: AdamOptions) (l2: float) (decoupled: float) : FusedStepInput -> State * State =
+    /// and both its moments, the step writes into them. It reports the gradients' sum of squares
+    /// when every parameter took the SIMD pass.
+    let private fusedAdam (options: AdamOptions) (l2: float) (decoupled: float) : FusedStepInput -> FusedStepResult =
         let cache: KeyCache = ref [||]
         fun input ->
             let count, lr = stepAndRate options.LearningRate input
@@ -726,50 +751,58 @@ module Optax =
                   Beta2 = options.Beta2; Keep2 = 1.0 - options.Beta2; Floor = floorFor torch.float64 eps; Eps = eps
                   Decay = decay; StepSize = stepSize; FlushM = flushBelow tiny64 options.Beta1; FlushV = flushBelow tiny64 options.Beta2
                   FlushP = flushBelow tiny64 decay }
-            let results =
-                slots
-                |> Array.map (fun slot ->
-                    let inPlace = writableInPlace input slot
-                    if direct slot then
-                        let out = if inPlace then own slot else freshLike slot
-                        let p, g, m, v = slot.Param, slot.Grad, slot.Moments.[0], slot.Moments.[1]
+            let results: torch.Tensor[][] = Array.zeroCreate slots.Length
+            // The loops' sums of squares, added up in the slots' order; not computed once a slot
+            // takes libtorch ops.
+            let mutable sumOfSquares = 0.0
+            let mutable computed = true
+            for i in 0 .. slots.Length - 1 do
+                let slot = slots.[i]
+                let inPlace = writableInPlace input slot
+                if direct slot then
+                    let out = if inPlace then own slot else freshLike slot
+                    let p, g, m, v = slot.Param, slot.Grad, slot.Moments.[0], slot.Moments.[1]
+                    let squares =
                         if p.dtype = torch.float32 then
                             Kernels.adam32 (constants32, Kernels.span p, Kernels.span g, Kernels.span m, Kernels.span v, Kernels.span out.[0], Kernels.span out.[1], Kernels.span out.[2])
                         else
                             Kernels.adam64 (constants64, Kernels.span p, Kernels.span g, Kernels.span m, Kernels.span v, Kernels.span out.[0], Kernels.span out.[1], Kernels.span out.[2])
-                        out
-                    else
-                        let p, m, v = slot.Param, slot.Moments.[0], slot.Moments.[1]
-                        use beta1 = options.Beta1.ToScalar()
-                        use keep1 = (1.0 - options.Beta1).ToScalar()
-                        use beta2 = options.Beta2.ToScalar()
-                        use keep2 = (1.0 - options.Beta2).ToScalar()
-                        use epsScalar = eps.ToScalar()
-                        use stepScalar = stepSize.ToScalar()
-                        let g = if scale = 1.0 then slot.Grad else slot.Grad.mul (scale.ToScalar())
-                        let g = if l2 = 0.0 then g else g.add (p, alpha = l2.ToScalar())
-                        let m = (if inPlace then m.mul_ beta1 else m.mul beta1).add_ (g, alpha = keep1)
-                        let v = (if inPlace then v.mul_ beta2 else v.mul beta2).addcmul_ (g, g, value = keep2)
-                        let root =
-                            match sqrtFloor v.dtype eps with
-                            | ValueSome floor -> v.clamp_min(floor.ToScalar()).sqrt_ ()
-                            | ValueNone -> v.sqrt ()
-                        let denom = root.add_ epsScalar
-                        let updated =
-                            if inPlace then
-                                (if decoupled = 0.0 then p else p.mul_ (decay.ToScalar())).addcdiv_ (m, denom, value = stepScalar)
-                            else
-                                let decayed = if decoupled = 0.0 then p else p.mul (decay.ToScalar())
-                                let updated = decayed.addcdiv (m, denom, value = stepScalar)
-                                if updated.dtype = p.dtype then updated else updated.to_type p.dtype
-                        [| updated; m; v |])
-            assemble input adamPrefixes slots results step lr
+                    sumOfSquares <- sumOfSquares + squares
+                    results.[i] <- out
+                else
+                    computed <- false
+                    let p, m, v = slot.Param, slot.Moments.[0], slot.Moments.[1]
+                    use beta1 = options.Beta1.ToScalar()
+                    use keep1 = (1.0 - options.Beta1).ToScalar()
+                    use beta2 = options.Beta2.ToScalar()
+                    use keep2 = (1.0 - options.Beta2).ToScalar()
+                    use epsScalar = eps.ToScalar()
+                    use stepScalar = stepSize.ToScalar()
+                    let g = if scale = 1.0 then slot.Grad else slot.Grad.mul (scale.ToScalar())
+                    let g = if l2 = 0.0 then g else g.add (p, alpha = l2.ToScalar())
+                    let m = (if inPlace then m.mul_ beta1 else m.mul beta1).add_ (g, alpha = keep1)
+                    let v = (if inPlace then v.mul_ beta2 else v.mul beta2).addcmul_ (g, g, value = keep2)
+                    let root =
+                        match sqrtFloor v.dtype eps with
+                        | ValueSome floor -> v.clamp_min(floor.ToScalar()).sqrt_ ()
+                        | ValueNone -> v.sqrt ()
+                    let denom = root.add_ epsScalar
+                    let updated =
+                        if inPlace then
+                            (if decoupled = 0.0 then p else p.mul_ (decay.ToScalar())).addcdiv_ (m, denom, value = stepScalar)
+                        else
+                            let decayed = if decoupled = 0.0 then p else p.mul (decay.ToScalar())
+                            let updated = decayed.addcdiv (m, denom, value = stepScalar)
+                            if updated.dtype = p.dtype then updated else updated.to_type p.dtype
+                    results.[i] <- [| updated; m; v |]
+            assemble input adamPrefixes slots results step lr (if computed then ValueSome sumOfSquares else ValueNone)
 
     /// SGD's step fused (torch.optim.SGD's rule): L2 penalty, momentum with dampening and
     /// Nesterov, <c>param - lr d</c>, in one SIMD pass per contiguous float32 or float64 CPU
-    /// parameter (Kernels.sgd). When a parameter is elsewhere, the whole step runs through
-    /// <paramref name="fallback"/>'s Update and applyUpdates.
-    let private fusedSgd (options: SgdOptions) (fallback: GradientTransformation) : FusedStepInput -> State * State =
+    /// parameter (Kernels.sgd), which also sums the gradients' squares. When a parameter is
+    /// elsewhere, the whole step runs through <paramref name="fallback"/>'s Update and
+    /// applyUpdates and reports no sum of squares.
+    let private fusedSgd (options: SgdOptions) (fallback: GradientTransformation) : FusedStepInput -> FusedStepResult =
         let hasMomentum = options.Momentum <> 0.0
         let prefixes = if hasMomentum then [| "trace" |] else [||]
         let cache: KeyCache = ref [||]
@@ -788,24 +821,28 @@ module Optax =
                     { GradScale = scale; L2 = wd; HasL2 = wd <> 0.0; HasMomentum = hasMomentum; First = (count = 0L)
                       Momentum = options.Momentum; Keep = 1.0 - options.Dampening; Nesterov = options.Nesterov; NegLr = -lr
                       FlushBuf = flushBelow tiny64 options.Momentum }
-                let results =
-                    slots
-                    |> Array.map (fun slot ->
-                        let out = if writableInPlace input slot then own slot else freshLike slot
-                        let p, g = slot.Param, slot.Grad
-                        let buf, bufOut = (if hasMomentum then slot.Moments.[0], out.[1] else null, null)
+                let results: torch.Tensor[][] = Array.zeroCreate slots.Length
+                let mutable sumOfSquares = 0.0
+                for i in 0 .. slots.Length - 1 do
+                    let slot = slots.[i]
+                    let out = if writableInPlace input slot then own slot else freshLike slot
+                    let p, g = slot.Param, slot.Grad
+                    let buf, bufOut = (if hasMomentum then slot.Moments.[0], out.[1] else null, null)
+                    let squares =
                         if p.dtype = torch.float32 then
                             Kernels.sgd32 (c32, Kernels.span p, Kernels.span g, Kernels.spanOrEmpty buf, Kernels.span out.[0], Kernels.spanOrEmpty bufOut)
                         else
                             Kernels.sgd64 (c64, Kernels.span p, Kernels.span g, Kernels.spanOrEmpty buf, Kernels.span out.[0], Kernels.spanOrEmpty bufOut)
-                        out)
-                assemble input prefixes slots results (count + 1L) lr
+                    sumOfSquares <- sumOfSquares + squares
+                    results.[i] <- out
+                assemble input prefixes slots results (count + 1L) lr (ValueSome sumOfSquares)
 
     /// RMSprop's step fused (torch.optim.RMSprop's rule): L2 penalty, the running average of
     /// squared gradients, centering, momentum, in one SIMD pass per contiguous float32 or float64
-    /// CPU parameter (Kernels.rms). When a parameter is elsewhere, the whole step runs through
-    /// <paramref name="fallback"/>'s Update and applyUpdates.
-    let private fusedRms (options: RmsPropOptions) (fallback: GradientTransformation) : FusedStepInput -> State * State =
+    /// CPU parameter (Kernels.rms), which also sums the gradients' squares. When a parameter is
+    /// elsewhere, the whole step runs through <paramref name="fallback"/>'s Update and
+    /// applyUpdates and reports no sum of squares.
+    let private fusedRms (options: RmsPropOptions) (fallback: GradientTransformation) : FusedStepInput -> FusedStepResult =
         let hasMomentum = options.Momentum > 0.0
         let prefixes =
             [| yield "nu"
@@ -831,22 +868,25 @@ module Optax =
                       Centered = options.Centered; Floor = (if options.Centered then Double.NegativeInfinity else floorFor torch.float64 options.Eps)
                       Eps = options.Eps; HasMomentum = hasMomentum; First = (count = 0L); Momentum = options.Momentum; NegLr = -lr
                       FlushNu = flushBelow tiny64 options.Alpha; FlushMu = flushBelow tiny64 options.Alpha; FlushBuf = flushBelow tiny64 options.Momentum }
-                let results =
-                    slots
-                    |> Array.map (fun slot ->
-                        let out = if writableInPlace input slot then own slot else freshLike slot
-                        let p, g = slot.Param, slot.Grad
-                        let mu, muOut = (if muAt > 0 then slot.Moments.[muAt - 1], out.[muAt] else null, null)
-                        let buf, bufOut = (if traceAt > 0 then slot.Moments.[traceAt - 1], out.[traceAt] else null, null)
-                        let nu, nuOut = slot.Moments.[0], out.[1]
+                let results: torch.Tensor[][] = Array.zeroCreate slots.Length
+                let mutable sumOfSquares = 0.0
+                for i in 0 .. slots.Length - 1 do
+                    let slot = slots.[i]
+                    let out = if writableInPlace input slot then own slot else freshLike slot
+                    let p, g = slot.Param, slot.Grad
+                    let mu, muOut = (if muAt > 0 then slot.Moments.[muAt - 1], out.[muAt] else null, null)
+                    let buf, bufOut = (if traceAt > 0 then slot.Moments.[traceAt - 1], out.[traceAt] else null, null)
+                    let nu, nuOut = slot.Moments.[0], out.[1]
+                    let squares =
                         if p.dtype = torch.float32 then
                             Kernels.rms32 (c32, Kernels.span p, Kernels.span g, Kernels.span nu, Kernels.spanOrEmpty mu, Kernels.spanOrEmpty buf,
                                          Kernels.span out.[0], Kernels.span nuOut, Kernels.spanOrEmpty muOut, Kernels.spanOrEmpty bufOut)
                         else
                             Kernels.rms64 (c64, Kernels.span p, Kernels.span g, Kernels.span nu, Kernels.spanOrEmpty mu, Kernels.spanOrEmpty buf,
                                          Kernels.span out.[0], Kernels.span nuOut, Kernels.spanOrEmpty muOut, Kernels.spanOrEmpty bufOut)
-                        out)
-                assemble input prefixes slots results (count + 1L) lr
+                    sumOfSquares <- sumOfSquares + squares
+                    results.[i] <- out
+                assemble input prefixes slots results (count + 1L) lr (ValueSome sumOfSquares)
 
     // -------------------------------------------------------------------------------------
     // Optimizers

@@ -31,7 +31,8 @@ type OptimizerMetrics =
         /// The loss before the update (detached); a data-parallel optimizer's is the mean over ranks.
         Loss: torch.Tensor
         /// The global L2 norm of the gradients (averaged across ranks when data-parallel) before
-        /// any transformation, in the loss's dtype.
+        /// any transformation (so before gradient clipping), in the loss's dtype. A fused step
+        /// sums the squares while it reads the gradients; otherwise the optimizer makes a pass.
         GradNorm: torch.Tensor
         /// The learning rate of this update, when the transformation has one
         /// (Optax.scaleByLearningRate records it).
@@ -129,7 +130,8 @@ type OptimizerBase internal (transform: GradientTransformation, name: string, da
     member internal this.ApplyGrads(parameters: State, grads: State) : State * float option =
         if isNull parameters then raise (ArgumentNullException("parameters"))
         if isNull grads then raise (ArgumentNullException("grads"))
-        this.Update(parameters, fst (this.Average(grads, None)))
+        let struct (updated, learningRate, _) = this.Update(parameters, fst (this.Average(grads, None)))
+        updated, learningRate
 
     /// Gradients (and the loss) averaged across ranks when data-parallel. A call that ignores
     /// changes (Nj.init, the discovery run of a gradient or branch) discards the update, so it
@@ -138,7 +140,9 @@ type OptimizerBase internal (transform: GradientTransformation, name: string, da
         if isNull dataParallel || (Ambient.exec Prog.env).Flags.Ignore then grads, loss
         else DataParallel.averageWith dataParallel grads loss
 
-    member private this.Update(parameters: State, grads: State) : State * float option =
+    /// The step itself: the new parameters, the learning rate, and the gradients' sum of squares
+    /// when the fused step computed it.
+    member private this.Update(parameters: State, grads: State) : struct (State * float option * float voption) =
         let fingerprint = Fingerprint.ofState parameters
         let mutable fresh: State = null
         let initial () =
@@ -186,7 +190,7 @@ type OptimizerBase internal (transform: GradientTransformation, name: string, da
                 | Some fused -> fused { Grads = grads; OptState = state; Params = parameters; GradScale = 1.0; MayOverwrite = mayOverwrite }
                 | None ->
                     let updates, next = transform.Update grads state parameters
-                    Optax.applyUpdates parameters updates, next
+                    { Params = Optax.applyUpdates parameters updates; OptState = next; GradSumOfSquares = ValueNone }
             with
             | :? ArgumentException
             | :? KeyNotFoundException as e -> raise (located this.Path e)
@@ -198,7 +202,7 @@ type OptimizerBase internal (transform: GradientTransformation, name: string, da
                     "parameters"
                 )
             )
-        let updated, next = step mayOverwrite
+        let { Params = updated; OptState = next; GradSumOfSquares = gradSumOfSquares } = step mayOverwrite
         // A fused step that wrote everything in place hands back the very states it was given.
         let stateInPlace = obj.ReferenceEquals(next, state)
         if not (isNull donation) then
@@ -231,15 +235,22 @@ type OptimizerBase internal (transform: GradientTransformation, name: string, da
                 |> State.toSeq
                 |> Seq.tryFind (fun (k, _) -> k.EndsWith("/" + Optax.LearningRateKey, StringComparison.Ordinal))
                 |> Option.map (fun (_, lr) -> lr.ToDouble())
-        updated, learningRate
+        struct (updated, learningRate, gradSumOfSquares)
 
     member private this.Step(loss: torch.Tensor, parameters: State, grads: State) : OptimizerMetrics =
         let grads, loss =
             match this.Average(grads, Some loss) with
             | averaged, Some averagedLoss -> averaged, averagedLoss
             | averaged, None -> averaged, loss
-        let gradNorm = Optax.globalNormAs loss.dtype grads
-        let _, learningRate = this.Update(parameters, grads)
+        let struct (_, learningRate, gradSumOfSquares) = this.Update(parameters, grads)
+        // The fused steps sum the squares as they read the gradients; only a step that did not
+        // (an unfused transformation, a parameter on libtorch ops) leaves a pass to make, after
+        // the update: that never writes into the gradients (a grant covers the state's tensors,
+        // and the gradients are new ones, from Nj.grad or the all-reduce).
+        let gradNorm =
+            match gradSumOfSquares with
+            | ValueSome s -> torch.tensor (sqrt s, dtype = loss.dtype) // as globalNormAs makes it
+            | ValueNone -> Optax.globalNormAs loss.dtype grads
         { Loss = loss; GradNorm = gradNorm; LearningRate = learningRate }
 
     /// One step on a loss of one (tuple) argument: Minimize of both faces.
