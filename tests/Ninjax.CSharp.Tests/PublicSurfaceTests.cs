@@ -22,7 +22,6 @@ public class PublicSurfaceTests
     {
         [typeof(Options)] = "the named arguments of Nj.Pure, Nj.PureTracked and Nj.Init",
         [typeof(Env)] = "the monad's environment; C# code runs impurely, through Nj and Module",
-        [typeof(World)] = "the monad's world; C# code runs impurely, through Nj and Module",
         [typeof(Nj<>)] = "the monad; C# code runs impurely, through Nj and Module",
         [typeof(NjBuilder)] = "the monad's computation expression",
         [typeof(Frame)] = "the impure interpreter's frame",

@@ -111,9 +111,6 @@ type KeySet private (key: string, rest: KeySet, other: KeySet, flat: HashSet<str
     /// The number of distinct keys.
     member this.Count: int = if this.IsEmpty then 0 else this.Lookup.Count
 
-    /// The keys as an F# set.
-    member this.ToSet() : Set<string> = if this.IsEmpty then Set.empty else Set.ofArray this.Collected
-
     /// The distinct keys in ordinal order.
     member this.ToArray() : string[] = if this.IsEmpty then [||] else Array.copy this.Collected
 
@@ -141,3 +138,6 @@ module KeySet =
 
     /// Both sets' keys, in O(1).
     let union (a: KeySet) (b: KeySet) = KeySet.Union(a, b)
+
+    /// The keys as an F# set.
+    let toSet (keys: KeySet) : Set<string> = if keys.IsEmpty then Set.empty else Set.ofArray (keys.ToArray())

@@ -475,7 +475,7 @@ module Purify =
     /// in its output and the new or changed state entries.
     let run (opts: Options) (program: Nj<'T>) (state: State) : Outcome<'T> =
         let struct (output, world) = execute opts program state
-        { State = world.State; Output = output; Read = world.Read.ToSet(); Modified = world.Modified.ToSet(); Created = world.Created.ToSet() }
+        { State = world.State; Output = output; Read = KeySet.toSet world.Read; Modified = KeySet.toSet world.Modified; Created = KeySet.toSet world.Created }
 
     /// A function returning a program, purified: state and argument in, new state and output out.
     let fn (opts: Options) (f: 'A -> Nj<'B>) : State -> 'A -> State * 'B =
