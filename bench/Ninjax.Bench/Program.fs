@@ -135,6 +135,7 @@ let main argv =
         match rest with
         | [ "--steps"; n ] -> DataParallelStep.run (int n)
         | _ -> DataParallelStep.run 300
+    | [ "--layouts" ] -> MatmulLayouts.run ()
     | "--interleaved" :: names -> interleaved 3000 names
     | [ "--profile"; name; kind; steps ] -> profile name kind (int steps)
     | "--rounds" :: n :: rest -> benchmarks (int n) (Array.ofList rest)
