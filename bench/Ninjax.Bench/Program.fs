@@ -39,31 +39,56 @@ let private median (xs: float list) =
 [<Literal>]
 let DefaultRounds = 8
 
+/// The steps of one kind in a row in the interleaved diagnostic's blocked order.
+[<Literal>]
+let Block = 10
+
 /// A diagnostic beside the benchmarks (`-- --interleaved [workload ...]`): each workload's three
-/// training steps taken in turn one step at a time and each timed alone, so that every step of
-/// one kind has steps of the others right beside it in time. Prints each step's 25th percentile
-/// and median, and the ratios of the medians. Not a BenchmarkDotNet run: use it to see a
-/// difference of a few percent that drift between BenchmarkDotNet's cases hides.
-let private interleaved (steps: int) (names: string list) =
+/// training steps taken in turn and each step timed alone, so that every kind of step is measured
+/// right beside the others in time and a machine that drifts slower or faster favours none. Two
+/// orders: one step of each kind at a time (every step then starts with the caches the other two
+/// kinds left, which makes memory-bound work such as an optimizer step look slower than in a
+/// training loop), and blocks of `Block` steps of one kind at a time, timing all but the first step
+/// of each block (the caches then hold what the kind's own previous step left, as in a training
+/// loop, while the blocks alternate every few tens of milliseconds). Prints each kind's 25th
+/// percentile and median and the ratios of the medians, in both orders. Not a BenchmarkDotNet run:
+/// use it to see a difference of a few percent that drift between BenchmarkDotNet's cases hides.
+let private interleaved (steps: int) (names: string list) : (string * string * float) list =
     for name in names do
         if (Workloads.named name).IsNone then
             failwithf "No workload '%s'; the workloads are: %s." name (Workloads.everyName () |> String.concat ", ")
     let chosen = if names.IsEmpty then Workloads.all () else names |> List.map (fun n -> n, (Workloads.named n).Value)
-    for name, make in chosen do
-        let w = make ()
-        let kinds: (string * (unit -> float32))[] = [| "TorchSharp", w.TorchSharp; "Ninjax, donated", w.NinjaxDonated; "Ninjax", w.Ninjax |]
-        let times = kinds |> Array.map (fun _ -> ResizeArray<float>())
-        let clock = Diagnostics.Stopwatch()
-        for i in 1..steps do
-            for k in 0 .. kinds.Length - 1 do
-                clock.Restart()
-                snd kinds.[k] () |> ignore
-                if i > steps / 10 then times.[k].Add clock.Elapsed.TotalMicroseconds
-        let sorted = times |> Array.map (fun xs -> Array.sort (xs.ToArray()))
-        let at (q: float) (xs: float[]) = xs.[int (q * float (xs.Length - 1))]
-        let baseline = at 0.5 sorted.[0]
-        for k in 0 .. kinds.Length - 1 do
-            printfn "%-9s %-16s p25 %8.1f us  median %8.1f us  median ratio %.3f" name (fst kinds.[k]) (at 0.25 sorted.[k]) (at 0.5 sorted.[k]) (at 0.5 sorted.[k] / baseline)
+    [ for name, make in chosen do
+          let w = make ()
+          let kinds: (string * (unit -> float32))[] = [| "TorchSharp", w.TorchSharp; "Ninjax, donated", w.NinjaxDonated; "Ninjax", w.Ninjax |]
+          let clock = Diagnostics.Stopwatch()
+          let timeStep (k: int) =
+              clock.Restart()
+              snd kinds.[k] () |> ignore
+              clock.Elapsed.TotalMicroseconds
+          let report (order: string) (times: ResizeArray<float>[]) =
+              let sorted = times |> Array.map (fun xs -> Array.sort (xs.ToArray()))
+              let at (q: float) (xs: float[]) = xs.[int (q * float (xs.Length - 1))]
+              let baseline = at 0.5 sorted.[0]
+              [ for k in 0 .. kinds.Length - 1 do
+                    let ratio = at 0.5 sorted.[k] / baseline
+                    printfn "%-9s %-16s %-9s p25 %8.1f us  median %8.1f us  median ratio %.3f" name (fst kinds.[k]) order (at 0.25 sorted.[k]) (at 0.5 sorted.[k]) ratio
+                    yield name, fst kinds.[k] + ", " + order, ratio ]
+          // One step of each kind at a time, after a tenth as many warm-up rounds.
+          let single = kinds |> Array.map (fun _ -> ResizeArray<float>())
+          for i in 1..steps do
+              for k in 0 .. kinds.Length - 1 do
+                  let t = timeStep k
+                  if i > steps / 10 then single.[k].Add t
+          yield! report "1 by 1" single
+          // Blocks of Block steps of one kind; the first step after a switch is not timed.
+          let blocked = kinds |> Array.map (fun _ -> ResizeArray<float>())
+          for _ in 1 .. max 1 (steps / Block) do
+              for k in 0 .. kinds.Length - 1 do
+                  timeStep k |> ignore
+                  for _ in 2..Block do
+                      blocked.[k].Add(timeStep k)
+          yield! report "in blocks" blocked ]
 
 /// A diagnostic for profilers (`-- --profile NAME KIND STEPS`): one workload's step of one kind
 /// (twin, donated or plain) taken STEPS times after a tenth as many warm-up steps, nothing else, so
@@ -87,7 +112,12 @@ let private profile (name: string) (kind: string) (steps: int) =
         clock.Restart()
         step () |> ignore
         times.[i] <- clock.Elapsed.TotalMicroseconds
-    printfn "%s %s: median %.1f us over %d steps" name kind (Array.sort times).[steps / 2] steps
+    printfn "%s %s: median %.1f us over %d steps" name kind (Array.sort (Array.copy times)).[steps / 2] steps
+    // The medians of each tenth of the run, in order: a step that slows down as the run goes on
+    // (something accumulating) shows here.
+    let tenth = max 1 (steps / 10)
+    let windows = [ for w in 0 .. steps / tenth - 1 -> (Array.sort times.[w * tenth .. (w + 1) * tenth - 1]).[tenth / 2] ]
+    printfn "  by tenths: %s" (windows |> List.map (sprintf "%.0f") |> String.concat " ")
 
 /// The BenchmarkDotNet runs and the ratio lines the README quotes.
 let private benchmarks (rounds: int) (argv: string[]) =
@@ -120,8 +150,11 @@ let private benchmarks (rounds: int) (argv: string[]) =
                   printfn "overhead ratio %s %s per round: %s" name label (rs |> List.map (sprintf "%.2f") |> String.concat " ")
                   yield sprintf "%s %s" name label, median rs ]
     printfn ""
-    printfn "The same steps taken in turn, one at a time (a diagnostic, not BenchmarkDotNet):"
-    interleaved 1000 []
+    printfn "The same steps taken in turn, one at a time and in blocks (a diagnostic, not BenchmarkDotNet):"
+    let inTurn = interleaved 2000 []
+    printfn ""
+    for name, kind, ratio in inTurn do
+        if kind.StartsWith "Ninjax" then printfn "in-turn ratio %s %s: %.2f" name (kind.Replace("Ninjax, donated", "donating").Replace("Ninjax", "without donation")) ratio
     printfn ""
     printfn "pure call ratio 100000/10 entries: %.2f" (pureAt 100000 / pureAt 10)
     for name, ratio in medians do
@@ -136,7 +169,7 @@ let main argv =
         | [ "--steps"; n ] -> DataParallelStep.run (int n)
         | _ -> DataParallelStep.run 300
     | [ "--layouts" ] -> MatmulLayouts.run ()
-    | "--interleaved" :: names -> interleaved 3000 names
+    | "--interleaved" :: names -> interleaved 3000 names |> ignore
     | [ "--profile"; name; kind; steps ] -> profile name kind (int steps)
     | "--rounds" :: n :: rest -> benchmarks (int n) (Array.ofList rest)
     | _ -> benchmarks DefaultRounds argv

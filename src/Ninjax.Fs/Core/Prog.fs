@@ -48,12 +48,13 @@ module Prog =
     /// Reads the entry under an absolute key, creating it from the constructor on first use.
     let getKey (key: string) (ctor: Nj<torch.Tensor> option) : Nj<torch.Tensor> =
         Nj(fun env world ->
-            match world.State.Entries.TryFind key with
-            | Some value ->
+            // TryGetValue: no option allocated per read.
+            match world.State.Entries.TryGetValue key with
+            | true, value ->
                 if value.IsInvalid then raise (Errors.disposed env key)
                 if not (isNull env.Log) then env.Log.Read(key, value)
                 struct (value, { world with Read = world.Read.Add key })
-            | None ->
+            | _ ->
                 match ctor with
                 | None -> raise (Errors.missing env world key)
                 | Some (Nj make) ->
@@ -101,8 +102,8 @@ module Prog =
                 raise (ArgumentNullException("value", sprintf "Cannot write null to state key '%s'." key))
             if value.IsInvalid then
                 raise (ArgumentException(sprintf "Cannot write a disposed tensor to state key '%s' in %s: it was freed (Dispose, a dispose scope, or an earlier purified call that created it). Write a live tensor." key env.Name, "value"))
-            match world.State.Entries.TryFind key with
-            | Some old ->
+            match world.State.Entries.TryGetValue key with
+            | true, old ->
                 let world = { world with Modified = world.Modified.Add key }
                 if env.Flags.Ignore then struct (value, world)
                 elif not env.Flags.Modify then raise (Errors.cannotModify env key old value)
@@ -111,7 +112,7 @@ module Prog =
                 elif obj.ReferenceEquals(old, value) then struct (value, world)
                 elif old.dtype <> value.dtype || not (Shape.same old value) then raise (Errors.mismatch key old value)
                 else struct (value, { world with State = world.State.Replace(key, value); Replaced = world.Replaced.Add key })
-            | None ->
+            | _ ->
                 Key.validate key
                 if not env.Flags.Create then raise (Errors.cannotCreate env key value)
                 struct (value,

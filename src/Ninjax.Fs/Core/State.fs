@@ -214,20 +214,16 @@ type State internal (entries: Map<string, torch.Tensor>, structure: Structure) =
     /// The tensor stored under a key; KeyNotFoundException naming the key when it is absent.
     member _.Item
         with get (key: string) =
-            match (live ()).TryFind key with
-            | Some t -> t
-            | None -> raise (KeyNotFoundException(sprintf "State has no entry '%s'." key))
+            match (live ()).TryGetValue key with
+            | true, t -> t
+            | _ -> raise (KeyNotFoundException(sprintf "State has no entry '%s'." key))
 
     /// True when the state holds the key.
     member _.ContainsKey(key: string) = (live ()).ContainsKey key
 
     /// Looks a key up without raising.
     member _.TryGetValue(key: string, [<Runtime.InteropServices.Out>] value: byref<torch.Tensor>) =
-        match (live ()).TryFind key with
-        | Some t ->
-            value <- t
-            true
-        | None -> false
+        (live ()).TryGetValue(key, &value)
 
     /// A short description listing the keys and shapes.
     override _.ToString() =
