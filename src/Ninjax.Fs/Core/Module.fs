@@ -77,9 +77,16 @@ type Module([<Optional; DefaultParameterValue(null: string)>] name: string) as t
     // What this module declares about its entries (buffers, optimizer state) and its submodules'.
     let declarations = Declarations.Of this
 
+    // The absolute keys of the entries this module has named, validated once: a module's Get and
+    // Put run on every step with the same few names.
+    let keys = ConcurrentDictionary<string, string>(StringComparer.Ordinal)
+    let makeKey = Func<string, string>(fun entry -> Key.validate entry; path + "/" + entry)
+
     let keyOf (entry: string) =
-        Key.validate entry
-        path + "/" + entry
+        if isNull entry then Key.validate entry // raises, naming the problem
+        match keys.TryGetValue entry with
+        | true, key -> key
+        | _ -> keys.GetOrAdd(entry, makeKey)
 
     /// The module's path, such as <c>model/h1</c>; its state keys lie under it.
     member _.Path: string = path

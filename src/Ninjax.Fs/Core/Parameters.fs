@@ -32,7 +32,8 @@ type internal Declarations() =
     static let version = ref 0L
     static let table = ConditionalWeakTable<obj, Declarations>()
 
-    let buffers = HashSet<string>(StringComparer.Ordinal)
+    // Concurrent, so that a Buffer call on every step checks its declaration without a lock.
+    let buffers = System.Collections.Concurrent.ConcurrentDictionary<string, unit>(StringComparer.Ordinal)
     let children = Dictionary<string, Declarations>(StringComparer.Ordinal)
     let mutable optimizerState = false
 
@@ -49,7 +50,7 @@ type internal Declarations() =
 
     /// Declares the entry (key relative to the owner, such as <c>mean</c> or <c>0/running_mean</c>) a buffer.
     member _.AddBuffer(relative: string) =
-        let added = lock buffers (fun () -> buffers.Add relative)
+        let added = not (buffers.ContainsKey relative) && buffers.TryAdd(relative, ())
         if added then Declarations.Changed()
 
     /// Records a submodule, so that what it declares is found under its name.
@@ -83,7 +84,7 @@ type internal Declarations() =
             optimizerState <- true
             Declarations.Changed()
 
-    member private _.IsBuffer(relative: string) = lock buffers (fun () -> buffers.Contains relative)
+    member private _.IsBuffer(relative: string) = buffers.ContainsKey relative
 
     member private _.TryChild(name: string) =
         lock children (fun () ->

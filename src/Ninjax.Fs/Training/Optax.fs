@@ -212,12 +212,12 @@ module Optax =
 
     /// The parameter for a gradient key; an error naming the key when the params lack it.
     let private paramFor (parameters: State) (key: string) (g: torch.Tensor) : torch.Tensor =
-        match State.tryFind key parameters with
-        | None ->
+        match parameters.Entries.TryGetValue key with
+        | false, _ ->
             raise (KeyNotFoundException(sprintf "There is a gradient for '%s' but no parameter with that key was passed to the optimizer." key))
-        | Some p when not (Shape.same p g) ->
+        | true, p when not (Shape.same p g) ->
             raise (ArgumentException(sprintf "The parameter '%s' has %s but its gradient has %s." key (describe p) (describe g)))
-        | Some p -> p
+        | true, p -> p
 
     /// The step count stored in an optimizer state.
     let private stepOf (state: State) : int64 =
@@ -578,9 +578,14 @@ module Optax =
         | ValueNone -> Double.NegativeInfinity
 
     /// One parameter of a fused step: its key, gradient and value, and its optimizer-state
-    /// tensors (one per prefix of the transformation's state, in the order of the prefixes).
+    /// tensors (one per prefix of the transformation's state, in the order of the prefixes), with
+    /// what gather found out about them, each asked of libtorch once: the parameter's and the
+    /// gradient's dtypes (the moments have the gradient's), and whether the SIMD loops can run
+    /// on them (Direct: contiguous CPU tensors, all of the parameter's dtype, float32 or float64).
     [<Struct; NoEquality; NoComparison>]
-    type private Slot = { Key: string; Grad: torch.Tensor; Param: torch.Tensor; Moments: torch.Tensor[] }
+    type private Slot =
+        { Key: string; Grad: torch.Tensor; Param: torch.Tensor; Moments: torch.Tensor[]
+          ParamType: torch.ScalarType; GradType: torch.ScalarType; Direct: bool }
 
     /// The parameters of a fused step with their optimizer-state entries under each prefix,
     /// checked as perParam checks them: each gradient has a parameter and, under each prefix, an
@@ -611,16 +616,26 @@ module Optax =
         let mutable i = 0
         for KeyValue(k, g) in input.Grads.Entries do
             let p = paramFor input.Params k g
+            let gradType = g.dtype
+            let paramType = p.dtype
+            // The loops read every tensor of the slot through a span of the parameter's dtype: all
+            // of it on the CPU and contiguous (the moments' dtype is the gradient's, checked below).
+            let simd = paramType = torch.float32 || paramType = torch.float64
+            let mutable direct =
+                simd && gradType = paramType && g.NumberOfElements * (if paramType = torch.float32 then 4L else 8L) <= int64 Int32.MaxValue
+                && Kernels.isDirectOfType p && Kernels.isDirectOfType g
             let moments = Array.zeroCreate prefixes.Length
             let keys = prefixedKeys cache prefixes count i k
             for j in 0 .. prefixes.Length - 1 do
                 match entries.TryGetValue keys.[j] with
-                | true, m when m.dtype = g.dtype && Shape.same m g -> moments.[j] <- m
+                | true, m when m.dtype = gradType && Shape.same m g ->
+                    moments.[j] <- m
+                    direct <- direct && Kernels.isDirectOfType m
                 | _ ->
                     // Missing or mismatched: perParam raises the error that names it.
                     perParam prefixes.[j] state input.Grads |> ignore
                     raise (InvalidOperationException(sprintf "Optimizer state entry '%s/%s' could not be read." prefixes.[j] k))
-            slots.[i] <- { Key = k; Grad = g; Param = p; Moments = moments }
+            slots.[i] <- { Key = k; Grad = g; Param = p; Moments = moments; ParamType = paramType; GradType = gradType; Direct = direct }
             i <- i + 1
         let scalars = (if entries.ContainsKey CountKey then 1 else 0) + (if entries.ContainsKey LearningRateKey then 1 else 0)
         if state.Count <> scalars + prefixes.Length * slots.Length then
@@ -635,22 +650,19 @@ module Optax =
     /// unlike the out-of-place forms, and donating must give the same bits as not donating.
     let private writableInPlace (input: FusedStepInput) (slot: Slot) : bool =
         let p = slot.Param
-        let mutable ok = slot.Grad.dtype = p.dtype && p.dtype <> torch.float16 && p.dtype <> torch.bfloat16 && input.MayOverwrite p
+        let dtype = slot.ParamType
+        // The moments have the gradient's dtype (gather checked it).
+        let mutable ok = slot.GradType = dtype && dtype <> torch.float16 && dtype <> torch.bfloat16 && input.MayOverwrite p
         for j in 0 .. slot.Moments.Length - 1 do
             let m = slot.Moments.[j]
-            ok <- ok && m.dtype = p.dtype && not (obj.ReferenceEquals(m, p)) && input.MayOverwrite m
+            ok <- ok && not (obj.ReferenceEquals(m, p)) && input.MayOverwrite m
             for i in 0 .. j - 1 do
                 ok <- ok && not (obj.ReferenceEquals(m, slot.Moments.[i]))
         ok
 
     /// True when the SIMD loops can run on a slot: its parameter, gradient and state tensors are
     /// contiguous CPU tensors of one dtype, float32 or float64.
-    let private direct (slot: Slot) : bool =
-        let dtype = slot.Param.dtype
-        (dtype = torch.float32 || dtype = torch.float64)
-        && Kernels.isDirect dtype slot.Param
-        && Kernels.isDirect dtype slot.Grad
-        && Array.forall (Kernels.isDirect dtype) slot.Moments
+    let private direct (slot: Slot) : bool = slot.Direct
 
     /// The step count's and learning rate's next entries: written into the caller's tensors when
     /// it handed them over (directly into the memory of a CPU scalar), else new tensors.
@@ -762,11 +774,20 @@ module Optax =
                 if direct slot then
                     let out = if inPlace then own slot else freshLike slot
                     let p, g, m, v = slot.Param, slot.Grad, slot.Moments.[0], slot.Moments.[1]
+                    // In place the outputs are the inputs: one span each.
                     let squares =
-                        if p.dtype = torch.float32 then
-                            Kernels.adam32 (constants32, Kernels.span p, Kernels.span g, Kernels.span m, Kernels.span v, Kernels.span out.[0], Kernels.span out.[1], Kernels.span out.[2])
+                        if slot.ParamType = torch.float32 then
+                            let ps = Kernels.span<float32> p
+                            let ms = Kernels.span<float32> m
+                            let vs = Kernels.span<float32> v
+                            if inPlace then Kernels.adam32 (constants32, ps, Kernels.span g, ms, vs, ps, ms, vs)
+                            else Kernels.adam32 (constants32, ps, Kernels.span g, ms, vs, Kernels.span out.[0], Kernels.span out.[1], Kernels.span out.[2])
                         else
-                            Kernels.adam64 (constants64, Kernels.span p, Kernels.span g, Kernels.span m, Kernels.span v, Kernels.span out.[0], Kernels.span out.[1], Kernels.span out.[2])
+                            let ps = Kernels.span<float> p
+                            let ms = Kernels.span<float> m
+                            let vs = Kernels.span<float> v
+                            if inPlace then Kernels.adam64 (constants64, ps, Kernels.span g, ms, vs, ps, ms, vs)
+                            else Kernels.adam64 (constants64, ps, Kernels.span g, ms, vs, Kernels.span out.[0], Kernels.span out.[1], Kernels.span out.[2])
                     sumOfSquares <- sumOfSquares + squares
                     results.[i] <- out
                 else
