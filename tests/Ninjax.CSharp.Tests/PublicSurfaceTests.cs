@@ -40,7 +40,7 @@ public class PublicSurfaceTests
     };
 
     /// <summary>F# modules written for C# as well: PascalCase compiled names and .NET shapes.</summary>
-    public static readonly Type[] CSharpFacingModules = [typeof(Ops), typeof(Init), typeof(DataParallel)];
+    public static readonly Type[] CSharpFacingModules = [typeof(Ops), typeof(Init), typeof(DataParallel), typeof(MovingAverage)];
 
     private const BindingFlags Everything =
         BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.FlattenHierarchy;

@@ -257,6 +257,13 @@ module Prog =
         if isNull donation || env.GradDepth > 0 || not env.Flags.Modify || env.Flags.Ignore then fun _ -> false
         else donation.MayOverwrite
 
+    /// mayUpdateInPlace's answer for one tensor, given the call's grant.
+    let private grantInPlace (env: Env) (grant: torch.Tensor -> bool) (tensor: torch.Tensor) : bool =
+        if isNull (box tensor) then raise (ArgumentNullException("tensor"))
+        let may = not tensor.IsInvalid && tensor.dtype <> torch.float16 && tensor.dtype <> torch.bfloat16 && grant tensor
+        if may then env.Donation.Overwrote tensor
+        may
+
     /// True when the running call owns <paramref name="tensor"/> and may change it in place:
     /// the call donates its state (and is outside any gradient, free to modify), the tensor is
     /// what one entry of the donated state holds, no other key holds it, it is contiguous and not
@@ -266,15 +273,13 @@ module Prog =
     /// results are the same bit for bit either way; only the allocations differ. A true answer
     /// counts as a write in place: should the call fail afterwards, the donated state is marked.
     let mayUpdateInPlace (tensor: torch.Tensor) : Nj<bool> =
-        Nj(fun env world ->
-            if isNull (box tensor) then raise (ArgumentNullException("tensor"))
-            let may =
-                not tensor.IsInvalid
-                && tensor.dtype <> torch.float16
-                && tensor.dtype <> torch.bfloat16
-                && overwriteGrant env tensor
-            if may then env.Donation.Overwrote tensor
-            struct (may, world))
+        Nj(fun env world -> struct (grantInPlace env (overwriteGrant env) tensor, world))
+
+    /// mayUpdateInPlace as a function, for code that asks it of many tensors in one call (one
+    /// interpreter step instead of one per tensor); it answers and counts exactly as
+    /// mayUpdateInPlace does.
+    let internal inPlaceGrant: Nj<torch.Tensor -> bool> =
+        Nj(fun env world -> struct (grantInPlace env (overwriteGrant env), world))
 
     /// Like rng, but None when the call has no seed (ninjax's seed(optional=True)), for code
     /// that randomizes only when it can.

@@ -357,11 +357,42 @@ module internal Kernels =
             else pOut.[i] <- param + c.NegLr * grad / avg
         total
 
+    /// A linear interpolation towards <paramref name="target"/> by <paramref name="weight"/>:
+    /// <c>out = start + weight (target - start)</c>, computed as libtorch's vectorized lerp computes
+    /// it (one fused multiply-add per element, from the nearer end: <c>fma(weight, target - start,
+    /// start)</c> for |weight| below 0.5, else <c>fma(weight - 1, target - start, target)</c>). The
+    /// output may be the start (in place).
+    let inline private lerp
+        ([<InlineIfLambda>] fmaV: Vector< ^T> -> Vector< ^T> -> Vector< ^T> -> Vector< ^T>,
+         [<InlineIfLambda>] fma: ^T -> ^T -> ^T -> ^T,
+         weight: ^T, small: bool, start: Span< ^T>, target: Span< ^T>, out: Span< ^T>)
+        : unit =
+        let sv = vectors start
+        let tv = vectors target
+        let ov = vectors out
+        let coefficient = if small then weight else weight - LanguagePrimitives.GenericOne
+        let c = Vector< ^T>(coefficient)
+        if small then
+            for i in 0 .. sv.Length - 1 do
+                let a = sv.[i]
+                ov.[i] <- fmaV c (tv.[i] - a) a
+        else
+            for i in 0 .. sv.Length - 1 do
+                let b = tv.[i]
+                ov.[i] <- fmaV c (b - sv.[i]) b
+        for i in sv.Length * Vector< ^T>.Count .. start.Length - 1 do
+            let a, b = start.[i], target.[i]
+            out.[i] <- fma coefficient (b - a) (if small then a else b)
+
     let private fma32V (a: Vector<float32>) b c = Vector.FusedMultiplyAdd(a, b, c)
     let private fma32 (a: float32) b c = MathF.FusedMultiplyAdd(a, b, c)
     let private fma64V (a: Vector<float>) b c = Vector.FusedMultiplyAdd(a, b, c)
     let private fma64 (a: float) b c = Math.FusedMultiplyAdd(a, b, c)
 
+    /// lerp on float32 memory (see lerp).
+    let lerp32 (weight: float32, start, target, out) = lerp (fma32V, fma32, weight, abs weight < 0.5f, start, target, out)
+    /// lerp on float64 memory (see lerp).
+    let lerp64 (weight: float, start, target, out) = lerp (fma64V, fma64, weight, abs weight < 0.5, start, target, out)
     /// Adam on float32 memory (see adam).
     let adam32 (c: AdamStep<float32>, p, g, m, v, pOut, mOut, vOut) = adam (fma32V, fma32, squares32, c, p, g, m, v, pOut, mOut, vOut)
     /// Adam on float64 memory (see adam).
