@@ -608,14 +608,31 @@ module Optax =
             cache.Value <- slots
             prefixed
 
-    let private gather (cache: KeyCache) (prefixes: string[]) (input: FusedStepInput) : Slot[] =
+    /// The slots a fused step gathered from each optimizer state object, while that object lives
+    /// (weakly keyed: the cache never keeps a state's tensors alive longer than the state). An
+    /// optimizer that updated in place hands the same state object to its next step, whose
+    /// moments are then the same tensors: found again without a lookup by key.
+    type private Gathered = System.Runtime.CompilerServices.ConditionalWeakTable<State, Slot[]>
+
+    let private gather (cache: KeyCache) (gathered: Gathered) (prefixes: string[]) (input: FusedStepInput) : Slot[] =
         let state = input.OptState
         let entries = state.Entries
         let count = input.Grads.Count
         let slots = Array.zeroCreate count
+        let last =
+            match gathered.TryGetValue state with
+            | true, s when s.Length = count -> s
+            | _ -> null
+        // The gradients and the parameters come keyed alike (from one gradient): paired as they
+        // are enumerated, a parameter needs no lookup by key.
+        use parameters = (input.Params.Entries :> seq<_>).GetEnumerator()
         let mutable i = 0
         for KeyValue(k, g) in input.Grads.Entries do
-            let p = paramFor input.Params k g
+            let p =
+                if parameters.MoveNext() && String.Equals(parameters.Current.Key, k) then
+                    let p = parameters.Current.Value
+                    if not (Shape.same p g) then paramFor input.Params k g else p
+                else paramFor input.Params k g
             let gradType = g.dtype
             let paramType = p.dtype
             // The loops read every tensor of the slot through a span of the parameter's dtype: all
@@ -624,24 +641,38 @@ module Optax =
             let mutable direct =
                 simd && gradType = paramType && g.NumberOfElements * (if paramType = torch.float32 then 4L else 8L) <= int64 Int32.MaxValue
                 && Kernels.isDirectOfType p && Kernels.isDirectOfType g
-            let moments = Array.zeroCreate prefixes.Length
-            let keys = prefixedKeys cache prefixes count i k
-            for j in 0 .. prefixes.Length - 1 do
-                match entries.TryGetValue keys.[j] with
-                | true, m when m.dtype = gradType && Shape.same m g ->
-                    moments.[j] <- m
-                    direct <- direct && Kernels.isDirectOfType m
-                | _ ->
-                    // Missing or mismatched: perParam raises the error that names it.
-                    perParam prefixes.[j] state input.Grads |> ignore
-                    raise (InvalidOperationException(sprintf "Optimizer state entry '%s/%s' could not be read." prefixes.[j] k))
+            let known = if isNull last then Unchecked.defaultof<Slot> else last.[i]
+            let moments =
+                // The same state object and key as the last step: its moments, checked against this
+                // gradient's dtype when it was gathered, still hold as many elements.
+                if not (isNull last) && String.Equals(known.Key, k) && known.GradType = gradType
+                   && known.Moments |> Array.forall (fun m -> not m.IsInvalid && m.NumberOfElements = g.NumberOfElements) then
+                    for m in known.Moments do
+                        direct <- direct && Kernels.isDirectOfType m
+                    known.Moments
+                else
+                    let moments = Array.zeroCreate prefixes.Length
+                    let keys = prefixedKeys cache prefixes count i k
+                    for j in 0 .. prefixes.Length - 1 do
+                        match entries.TryGetValue keys.[j] with
+                        | true, m when m.dtype = gradType && Shape.same m g ->
+                            moments.[j] <- m
+                            direct <- direct && Kernels.isDirectOfType m
+                        | _ ->
+                            // Missing or mismatched: perParam raises the error that names it.
+                            perParam prefixes.[j] state input.Grads |> ignore
+                            raise (InvalidOperationException(sprintf "Optimizer state entry '%s/%s' could not be read." prefixes.[j] k))
+                    moments
             slots.[i] <- { Key = k; Grad = g; Param = p; Moments = moments; ParamType = paramType; GradType = gradType; Direct = direct }
             i <- i + 1
-        let scalars = (if entries.ContainsKey CountKey then 1 else 0) + (if entries.ContainsKey LearningRateKey then 1 else 0)
-        if state.Count <> scalars + prefixes.Length * slots.Length then
-            // More entries than the parameters need: perParam names one that no gradient has.
-            for prefix in prefixes do
-                perParam prefix state input.Grads |> ignore
+        if isNull last then
+            let scalars = (if entries.ContainsKey CountKey then 1 else 0) + (if entries.ContainsKey LearningRateKey then 1 else 0)
+            if state.Count <> scalars + prefixes.Length * slots.Length then
+                // More entries than the parameters need: perParam names one that no gradient has.
+                for prefix in prefixes do
+                    perParam prefix state input.Grads |> ignore
+            // Only what the next step reuses: not this step's gradients and parameters.
+            gathered.AddOrUpdate(state, slots |> Array.map (fun s -> { s with Grad = null; Param = null }))
         slots
 
     /// True when the step may write a parameter's new values into its own tensors: the caller
@@ -743,6 +774,7 @@ module Optax =
     /// when every parameter took the SIMD pass.
     let private fusedAdam (options: AdamOptions) (l2: float) (decoupled: float) : FusedStepInput -> FusedStepResult =
         let cache: KeyCache = ref [||]
+        let gathered = Gathered()
         fun input ->
             let count, lr = stepAndRate options.LearningRate input
             let step = count + 1L
@@ -752,7 +784,7 @@ module Optax =
             let stepSize = -lr * correction2 / correction1
             let decay = 1.0 - lr * decoupled
             let scale = input.GradScale
-            let slots = gather cache adamPrefixes input
+            let slots = gather cache gathered adamPrefixes input
             let constants32: AdamStep<float32> =
                 { GradScale = float32 scale; L2 = float32 l2; HasL2 = l2 <> 0.0; Beta1 = float32 options.Beta1; Keep1 = float32 (1.0 - options.Beta1)
                   Beta2 = float32 options.Beta2; Keep2 = float32 (1.0 - options.Beta2); Floor = float32 (floorFor torch.float32 eps); Eps = float32 eps
@@ -827,9 +859,10 @@ module Optax =
         let hasMomentum = options.Momentum <> 0.0
         let prefixes = if hasMomentum then [| "trace" |] else [||]
         let cache: KeyCache = ref [||]
+        let gathered = Gathered()
         fun input ->
             let count, lr = stepAndRate options.LearningRate input
-            let slots = gather cache prefixes input
+            let slots = gather cache gathered prefixes input
             if not (Array.forall direct slots) then unfusedStep fallback input
             else
                 let scale = input.GradScale
@@ -871,9 +904,10 @@ module Optax =
                if hasMomentum then yield "trace" |]
         let muAt, traceAt = (if options.Centered then 2 else -1), (if hasMomentum then prefixes.Length else -1)
         let cache: KeyCache = ref [||]
+        let gathered = Gathered()
         fun input ->
             let count, lr = stepAndRate options.LearningRate input
-            let slots = gather cache prefixes input
+            let slots = gather cache gathered prefixes input
             if not (Array.forall direct slots) then unfusedStep fallback input
             else
                 let scale = input.GradScale
