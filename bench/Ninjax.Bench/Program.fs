@@ -54,10 +54,7 @@ let Block = 10
 /// percentile and median and the ratios of the medians, in both orders. Not a BenchmarkDotNet run:
 /// use it to see a difference of a few percent that drift between BenchmarkDotNet's cases hides.
 let private interleaved (steps: int) (names: string list) : (string * string * float) list =
-    for name in names do
-        if (Workloads.named name).IsNone then
-            failwithf "No workload '%s'; the workloads are: %s." name (Workloads.everyName () |> String.concat ", ")
-    let chosen = if names.IsEmpty then Workloads.all () else names |> List.map (fun n -> n, (Workloads.named n).Value)
+    let chosen = if names.IsEmpty then Workloads.all () else names |> List.map (fun n -> n, Workloads.find n)
     [ for name, make in chosen do
           let w = make ()
           let kinds: (string * (unit -> float32))[] = [| "TorchSharp", w.TorchSharp; "Ninjax, donated", w.NinjaxDonated; "Ninjax", w.Ninjax |]
@@ -94,10 +91,7 @@ let private interleaved (steps: int) (names: string list) : (string * string * f
 /// (twin, donated or plain) taken STEPS times after a tenth as many warm-up steps, nothing else, so
 /// that a sampling profiler attached to the process sees only that step. Prints the median step.
 let private profile (name: string) (kind: string) (steps: int) =
-    let make =
-        match Workloads.named name with
-        | Some make -> make
-        | None -> failwithf "No workload '%s'; the workloads are: %s." name (Workloads.everyName () |> String.concat ", ")
+    let make = Workloads.find name
     let w = make ()
     let step =
         match kind with

@@ -341,9 +341,9 @@ let all () : (string * (unit -> Workload)) list =
 let diagnostics () : (string * (unit -> Workload)) list =
     [ "gan-tiny", (fun () -> ganWith (Gan.GanOptions(NoiseSize = 4, Hidden = 4)) 4L) ]
 
-/// The workload or diagnostic of that name.
-let named (name: string) : (unit -> Workload) option =
-    all () @ diagnostics () |> List.tryFind (fun (n, _) -> n = name) |> Option.map snd
-
-/// The names of every workload and diagnostic.
-let everyName () : string list = all () @ diagnostics () |> List.map fst
+/// The workload or diagnostic of that name; an error listing them all otherwise.
+let find (name: string) : unit -> Workload =
+    let every = all () @ diagnostics ()
+    match every |> List.tryFind (fun (n, _) -> n = name) with
+    | Some (_, make) -> make
+    | None -> failwithf "No workload '%s'; the workloads are: %s." name (every |> List.map fst |> String.concat ", ")

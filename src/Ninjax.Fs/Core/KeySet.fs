@@ -75,11 +75,6 @@ type KeySet private (key: string, rest: KeySet, other: KeySet, flat: HashSet<str
     /// The set of no keys.
     static member Empty: KeySet = empty
 
-    /// A set of the given keys.
-    static member OfSeq(keys: seq<string>) : KeySet =
-        if isNull keys then nullArg "keys"
-        Seq.fold (fun (s: KeySet) k -> s.Add k) empty keys
-
     /// The set collected into one node, for a log that has grown long.
     static member private Collect(s: KeySet) : KeySet =
         let keys = HashSet<string>(s.Lookup, StringComparer.Ordinal)
@@ -140,4 +135,4 @@ module KeySet =
     let union (a: KeySet) (b: KeySet) = KeySet.Union(a, b)
 
     /// The keys as an F# set.
-    let toSet (keys: KeySet) : Set<string> = if keys.IsEmpty then Set.empty else Set.ofArray (keys.ToArray())
+    let toSet (keys: KeySet) : Set<string> = Set.ofSeq keys

@@ -265,17 +265,14 @@ module Purify =
         let now = world.State.Entries
         let created = world.Created
         let written = ResizeArray<WrittenEntry>(created.Count + world.Replaced.Count)
-        for key in created.Unordered do
+        let add (key: string) (before: torch.Tensor) =
             match now.TryGetValue key with
-            | true, after -> written.Add { Key = key; Before = null; After = after }
+            | true, after -> written.Add { Key = key; Before = before; After = after }
             | _ -> ()
+        for key in created.Unordered do
+            add key null
         for key in world.Replaced.Unordered do
-            if not (created.Contains key) then
-                match now.TryGetValue key with
-                | true, after ->
-                    let before = match input.TryGetValue key with | true, t -> t | _ -> null
-                    written.Add { Key = key; Before = before; After = after }
-                | _ -> ()
+            if not (created.Contains key) then add key (match input.TryGetValue key with | true, t -> t | _ -> null)
         written.ToArray()
 
     /// True when the list holds this very tensor object.
@@ -314,7 +311,8 @@ module Purify =
         let handles = HashSet<nativeint>(written.Length)
         for w in written do
             let v = w.After
-            if not v.IsInvalid && (handles.Add v.Handle |> ignore; not (obj.ReferenceEquals(v, w.Before))) && donation.WasOverwritten v then
+            if not v.IsInvalid then handles.Add v.Handle |> ignore
+            if not v.IsInvalid && not (obj.ReferenceEquals(v, w.Before)) && donation.WasOverwritten v then
                 raise (
                     InvalidOperationException(
                         sprintf "%s wrote the tensor of state entry '%s' under '%s' too, and updated it in place because its state was donated (%s): the two keys would share one tensor. Write a copy (tensor.clone()), or purify without donation." name (keyOf v w.Key) w.Key (Text.code language "Options.donating" "donate: true")

@@ -95,17 +95,14 @@ type internal RmsStep<'T> =
 /// gradient norm takes no pass of its own.
 module internal Kernels =
 
-    /// The elements of a tensor the loops may read and write directly: a contiguous CPU tensor
-    /// of <typeparamref name="T"/> whose bytes a span can hold.
-    let isDirect (dtype: torch.ScalarType) (t: torch.Tensor) : bool =
-        t.dtype = dtype
-        && t.device_type = DeviceType.CPU
-        && t.NumberOfElements * t.ElementSize <= int64 Int32.MaxValue
-        && t.is_contiguous ()
-
     /// isDirect for a tensor whose dtype and element count the caller has checked: on the CPU and
     /// contiguous (two native calls instead of five).
     let isDirectOfType (t: torch.Tensor) : bool = t.device_type = DeviceType.CPU && t.is_contiguous ()
+
+    /// The elements of a tensor the loops may read and write directly: a contiguous CPU tensor
+    /// of <typeparamref name="T"/> whose bytes a span can hold.
+    let isDirect (dtype: torch.ScalarType) (t: torch.Tensor) : bool =
+        t.dtype = dtype && t.NumberOfElements * t.ElementSize <= int64 Int32.MaxValue && isDirectOfType t
 
     /// The elements of a tensor that isDirect accepted, in place.
     let inline span<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType> (t: torch.Tensor) : Span<'T> =

@@ -691,10 +691,6 @@ module Optax =
                 ok <- ok && not (obj.ReferenceEquals(m, slot.Moments.[i]))
         ok
 
-    /// True when the SIMD loops can run on a slot: its parameter, gradient and state tensors are
-    /// contiguous CPU tensors of one dtype, float32 or float64.
-    let private direct (slot: Slot) : bool = slot.Direct
-
     /// The step count's and learning rate's next entries: written into the caller's tensors when
     /// it handed them over (directly into the memory of a CPU scalar), else new tensors.
     let private scalarEntry (input: FusedStepInput) (key: string) (value: float) (dtype: torch.ScalarType) : torch.Tensor =
@@ -803,7 +799,7 @@ module Optax =
             for i in 0 .. slots.Length - 1 do
                 let slot = slots.[i]
                 let inPlace = writableInPlace input slot
-                if direct slot then
+                if slot.Direct then
                     let out = if inPlace then own slot else freshLike slot
                     let p, g, m, v = slot.Param, slot.Grad, slot.Moments.[0], slot.Moments.[1]
                     // In place the outputs are the inputs: one span each.
@@ -863,7 +859,7 @@ module Optax =
         fun input ->
             let count, lr = stepAndRate options.LearningRate input
             let slots = gather cache gathered prefixes input
-            if not (Array.forall direct slots) then unfusedStep fallback input
+            if not (slots |> Array.forall (fun s -> s.Direct)) then unfusedStep fallback input
             else
                 let scale = input.GradScale
                 let wd = options.WeightDecay
@@ -908,7 +904,7 @@ module Optax =
         fun input ->
             let count, lr = stepAndRate options.LearningRate input
             let slots = gather cache gathered prefixes input
-            if not (Array.forall direct slots) then unfusedStep fallback input
+            if not (slots |> Array.forall (fun s -> s.Direct)) then unfusedStep fallback input
             else
                 let scale = input.GradScale
                 let wd = options.WeightDecay
