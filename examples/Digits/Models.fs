@@ -79,7 +79,7 @@ type Cnn(channels: int, dropoutRate: float, optimizer: GradientTransformation, l
         let drop = Ops.dropout dropoutRate training
         let img = x.view(-1L, 1L, 8L, 8L)
         let h = torch.nn.functional.relu (conv1.Forward img)
-        let h = torch.nn.functional.max_pool2d (torch.nn.functional.relu (conv2.Forward h), 2L)
+        let h = Ops.maxPool2d 2 (torch.nn.functional.relu (conv2.Forward h))
         let h = torch.nn.functional.relu (dense.Forward(drop (h.flatten 1L)))
         head.Forward(drop h)
 

@@ -90,3 +90,30 @@ public class LayerTests
         Assert.Contains("its key as a string (\"avg/...\")", error.Message);
     }
 }
+
+/// <summary>Ninjax's max pooling from C#: TorchSharp's values and gradients, errors in C# names.</summary>
+public class MaxPoolTests
+{
+    [Fact]
+    public void MaxPool2d_gives_max_pool2ds_values_and_gradients_and_names_a_bad_window_in_CSharp()
+    {
+        // Rounded and rectified: most windows hold several equal maxima.
+        var x = (randn([4, 8, 6, 6], generator: new Generator(3)) * 2).round().relu();
+        var r = randn([4, 8, 3, 3], generator: new Generator(4));
+        var ours = x.detach().requires_grad_(true);
+        var theirs = x.detach().requires_grad_(true);
+        var pooled = Ops.MaxPool2d(2, ours);
+        var expected = nn.functional.max_pool2d(theirs, [2, 2]);
+        SameTensor(expected, pooled, "values");
+        (pooled * r).sum().backward();
+        (expected * r).sum().backward();
+        SameTensor(theirs.grad!, ours.grad!, "gradients reach the same elements");
+
+        var (_, inCall) = Nj.Pure((Tensor x) => Ops.MaxPool2d(2, x))(States.Empty, x);
+        SameTensor(expected, inCall, "inside a purified call");
+
+        var error = Raises<ArgumentException>(() => Ops.MaxPool2d(7, x));
+        Assert.Contains("Ops.MaxPool2d(7)", error.Message);
+        Assert.Contains("[4, 8, 6, 6]", error.Message);
+    }
+}

@@ -280,3 +280,64 @@ let dropoutTests =
             let msg = throwsWith<InvalidOperationException> (fun () -> Nj.purify (fun x -> Ops.dropout 0.5 true x) State.empty x |> ignore)
             mentions msg [ "seed" ]
     ]
+
+/// TorchSharp's max_pool2d and its gradient for an upstream gradient r.
+let private torchPool (size: int64) (x: T) (r: T) =
+    let xt = x.detach().requires_grad_(true)
+    let y = torch.nn.functional.max_pool2d(xt, [| size; size |])
+    (y * r).sum().backward()
+    y.detach(), xt.grad
+
+[<Tests>]
+let maxPoolTests =
+    testList "maxPool2d" [
+        testCase "matches TorchSharp's max_pool2d bit for bit: values and gradients, ties, NaN, sizes that do not divide, float64" <| fun () ->
+            // Ties everywhere (rounded, then rectified: most windows hold several equal maxima),
+            // a NaN in some windows, heights and widths the window does not divide.
+            let cases =
+                [ 1UL, [| 4L; 16L; 8L; 8L |], 2, torch.float32
+                  2UL, [| 3L; 5L; 7L; 9L |], 2, torch.float32
+                  3UL, [| 2L; 3L; 9L; 6L |], 3, torch.float32
+                  4UL, [| 2L; 1L; 6L; 6L |], 2, torch.float32
+                  5UL, [| 2L; 4L; 6L; 5L |], 1, torch.float32
+                  6UL, [| 2L; 4L; 6L; 6L |], 2, torch.float64 ]
+            for seed, shape, size, dtype in cases do
+                let x = (randn seed shape * 2.0).round().relu().to_type dtype
+                let flat = x.view(-1L)
+                flat.[3L] <- torch.tensor (nan, dtype = dtype)
+                flat.[4L] <- torch.tensor (nan, dtype = dtype)
+                flat.[flat.size 0 - 1L] <- torch.tensor (nan, dtype = dtype)
+                let r = (randn (seed + 100UL) (torch.nn.functional.max_pool2d(x, [| int64 size; int64 size |]).shape)).to_type dtype
+                let expected, expectedGrad = torchPool (int64 size) x r
+                let _, g = Nj.purify (fun x -> Nj.gradFull (fun xs -> (Ops.maxPool2d size xs.Head * r).sum(), ()) [] [ x ]) State.empty x
+                let _, y = Nj.purify (fun x -> Ops.maxPool2d size x) State.empty x
+                let label = sprintf "shape %A, window %d, %O" shape size dtype
+                Expect.equal y.shape expected.shape (label + ": shape")
+                Expect.isTrue (y.is_contiguous ()) (label + ": a contiguous result")
+                Expect.isTrue (torch.isnan(y).eq(torch.isnan expected).all().ToBoolean()) (label + ": NaN where max_pool2d has NaN")
+                expectIdentical (torch.nan_to_num y) (torch.nan_to_num expected) (label + ": values")
+                expectIdentical (torch.nan_to_num g.InputGrads.Head) (torch.nan_to_num expectedGrad) (label + ": gradients reach the same elements")
+
+        testCase "a channels-last or strided input pools as max_pool2d does" <| fun () ->
+            let x = (randn 7UL [| 2L; 6L; 4L; 8L |] * 2.0).round()
+            let channelsLast = x.permute(0L, 2L, 3L, 1L).contiguous().permute(0L, 3L, 1L, 2L)
+            let strided = x.transpose(2L, 3L)
+            for input, label in [ channelsLast, "channels-last"; strided, "transposed" ] do
+                let r = randn 8UL (torch.nn.functional.max_pool2d(input, [| 2L; 2L |]).shape)
+                let expected, expectedGrad = torchPool 2L input r
+                let _, g = Nj.purify (fun x -> Nj.gradFull (fun xs -> (Ops.maxPool2d 2 xs.Head * r).sum(), ()) [] [ x ]) State.empty input
+                expectIdentical (snd (Nj.purify (fun x -> Ops.maxPool2d 2 x) State.empty input)) expected (label + ": values")
+                expectIdentical g.InputGrads.Head expectedGrad (label + ": gradients")
+
+        testCase "a bad window or shape is named, in the caller's language" <| fun () ->
+            let x = torch.ones(2L, 3L, 4L, 4L)
+            let msg = throwsWith<ArgumentOutOfRangeException> (fun () -> Ops.maxPool2d 0 x |> ignore)
+            mentions msg [ "window" ]
+            let msg = throwsWith<ArgumentException> (fun () -> Ops.maxPool2d 2 (torch.ones(3L, 4L, 4L)) |> ignore)
+            mentions msg [ "Ops.maxPool2d"; "[batch, channels, height, width]"; "[3, 4, 4]" ]
+            let msg = throwsWith<ArgumentException> (fun () -> Ops.maxPool2d 5 x |> ignore)
+            mentions msg [ "Ops.maxPool2d(5)"; "5 x 5"; "[2, 3, 4, 4]"; "smaller window" ]
+            throwsWith<ArgumentNullException> (fun () -> Ops.maxPool2d 2 null |> ignore) |> ignore
+            let _, empty = Nj.purify (fun x -> Ops.maxPool2d 2 x) State.empty (torch.ones(0L, 3L, 4L, 4L))
+            Expect.equal empty.shape [| 0L; 3L; 2L; 2L |] "an empty batch pools to an empty batch"
+    ]

@@ -14,12 +14,20 @@ open Ninjax.Tests.Helpers
 /// Parameter shapes of different ranks, a scalar included.
 let private shapes = [ "layer/w", [| 3L; 4L |]; "layer/b", [| 5L |]; "conv/k", [| 2L; 3L; 2L |]; "scale", [||] ]
 
-/// Initial parameters and 100 steps of gradients, drawn from a seeded generator.
-let private problem (dtype: torch.ScalarType) =
+/// Shapes long enough for every loop of the fused kernels: 43 and 63 elements are, in float32, two
+/// and three 512-bit vectors, one 256-bit vector and a scalar tail (in float64, five and seven
+/// 512-bit vectors and a tail).
+let private wideShapes = [ "wide/w", [| 7L; 9L |]; "wide/b", [| 43L |] ]
+
+/// Initial parameters of these shapes and 100 steps of gradients, drawn from a seeded generator.
+let private problemOf (shapes: (string * int64[]) list) (dtype: torch.ScalarType) =
     use g = new torch.Generator(1234UL)
     let parameters = shapes |> List.map (fun (k, s) -> k, torch.randn(s, dtype = dtype, generator = g))
     let grads = List.init 100 (fun _ -> shapes |> List.map (fun (k, s) -> k, torch.randn(s, dtype = dtype, generator = g)))
     parameters, grads
+
+/// The problem of the cross-checks.
+let private problem = problemOf shapes
 
 /// The parameters after torch.optim's optimizer took a step for each gradient set.
 let private runTorch (make: Parameter list -> torch.optim.Optimizer) (parameters: (string * torch.Tensor) list) grads =
@@ -94,7 +102,7 @@ let private maxRelativeError (ours: State) (theirs: (string * torch.Tensor) list
         rel.to_type(torch.float64).item<float> ())
     |> List.max
 
-let private crossCheckWith (runner: GradientTransformation -> (string * torch.Tensor) list -> (string * torch.Tensor) list list -> State) name (dtype: torch.ScalarType) (tolerance: float) (ours: GradientTransformation) (theirs: Parameter list -> torch.optim.Optimizer) =
+let private crossCheckOn problem (runner: GradientTransformation -> (string * torch.Tensor) list -> (string * torch.Tensor) list list -> State) name (dtype: torch.ScalarType) (tolerance: float) (ours: GradientTransformation) (theirs: Parameter list -> torch.optim.Optimizer) =
     testCase (sprintf "%s matches torch.optim after 100 steps (%O)" name dtype) <| fun () ->
         use _scope = torch.NewDisposeScope()
         let parameters, grads = problem dtype
@@ -105,6 +113,8 @@ let private crossCheckWith (runner: GradientTransformation -> (string * torch.Te
             Expect.isFalse (identical actual.[k] p) (sprintf "%s moved" k)
         let err = maxRelativeError actual expected
         Expect.isLessThan err tolerance (sprintf "%s: max relative error %g" name err)
+
+let private crossCheckWith runner = crossCheckOn problem runner
 
 let private crossCheck name dtype tolerance ours theirs = crossCheckWith runOurs name dtype tolerance ours theirs
 
@@ -295,6 +305,11 @@ let tests =
                     crossCheckWith (runFusedWith true) (name + ", fused step in place") torch.float64 1e-13 ours theirs
                     // Memory the SIMD pass cannot take: the libtorch ops (Adam), or Update (SGD, RMSprop).
                     crossCheckWith runFusedStrided (name + ", fused step on non-contiguous parameters") torch.float32 1e-6 ours theirs
+            // Tensors long enough for the 512-bit loops where the processor has them.
+            for name, ours, theirs, _ in optimizers do
+                for dtype, tolerance in [ torch.float32, 1e-6; torch.float64, 1e-13 ] do
+                    crossCheckOn (problemOf wideShapes) runFused (name + ", fused step on long tensors") dtype tolerance ours theirs
+                    crossCheckOn (problemOf wideShapes) (runFusedWith true) (name + ", fused step in place on long tensors") dtype tolerance ours theirs
         ]
 
         testCase "every optimizer has a fused step, and so does gradient clipping before one" <| fun () ->

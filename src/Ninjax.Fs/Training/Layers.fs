@@ -281,13 +281,48 @@ module Ops =
             noise.div_(keep) |> ignore
             x.mul noise
 
-    /// Max pooling over non-overlapping size x size windows of an NCHW tensor.
+    /// libtorch's CPU max pooling over an NCHW-contiguous tensor runs a scalar loop per output
+    /// (the digits CNN's 2 x 2 pooling of [32; 64; 8; 8]: 0.8 ms, a fifth of its training step), while
+    /// its loop over a channels-last tensor is vectorised over the channels (35 us). So this pools a
+    /// channels-last copy of <paramref name="x"/> for the indices of the maxima (within each plane, as
+    /// libtorch's loops number them, which scan each window in the same order) and gathers the
+    /// outputs from <paramref name="x"/> at them: the values are max_pool2d's, and the gradient,
+    /// gather's scatter into x's layout, reaches the same elements. 0.28 ms forward and backward in
+    /// all. x is a contiguous floating-point CPU tensor of four axes.
+    let private poolByIndices (window: int64[]) (x: torch.Tensor) : torch.Tensor =
+        let batch, channels, height, width = x.size 0, x.size 1, x.size 2, x.size 3
+        let indices =
+            use _ = torch.no_grad ()
+            use pixelsFirst = x.permute(0L, 2L, 3L, 1L)
+            use copy = pixelsFirst.contiguous ()
+            use channelsLast = copy.permute(0L, 3L, 1L, 2L)
+            let struct (values, indices) = torch.nn.functional.max_pool2d_with_indices(channelsLast, window)
+            values.Dispose()
+            indices
+        let outHeight, outWidth = indices.size 2, indices.size 3
+        use flatIndices = indices.view(batch, channels, outHeight * outWidth)
+        use planes = x.view(batch, channels, height * width)
+        use pooled = planes.gather(2L, flatIndices)
+        indices.Dispose()
+        pooled.view(batch, channels, outHeight, outWidth)
+
+    /// Max pooling over non-overlapping size x size windows of an NCHW tensor, as TorchSharp's
+    /// max_pool2d computes it (the same values; the gradient goes to the same element of each
+    /// window: the first maximum, or the last NaN), faster on the CPU (see poolByIndices).
     [<CompiledName("MaxPool2d")>]
     let maxPool2d (size: int) (x: torch.Tensor) : torch.Tensor =
+        // Named only on an error: outside a purified call the language comes from the stack.
+        let name () = Text.code (Ambient.language ()) "Ops.maxPool2d" "Ops.MaxPool2d"
         if size <= 0 then raise (ArgumentOutOfRangeException("size", size, "The pooling window must be at least 1 wide."))
+        if isNull (box x) then raise (ArgumentNullException("x"))
         if x.Dimensions <> 4L then
-            raise (ArgumentException(sprintf "%s expects input of shape [batch, channels, height, width]; it got shape %s." (Text.code (Ambient.language ()) "Ops.maxPool2d" "Ops.MaxPool2d") (Text.shape x), "x"))
-        torch.nn.functional.max_pool2d(x, [| int64 size; int64 size |])
+            raise (ArgumentException(sprintf "%s expects input of shape [batch, channels, height, width]; it got shape %s." (name ()) (Text.shape x), "x"))
+        if x.size 2 < int64 size || x.size 3 < int64 size then
+            raise (ArgumentException(sprintf "%s(%d) needs an input at least %d x %d in height and width; it got shape %s. Use a smaller window or a larger input." (name ()) size size size (Text.shape x), "x"))
+        let window = [| int64 size; int64 size |]
+        if x.device_type = DeviceType.CPU && x.is_floating_point () && x.NumberOfElements > 0L && x.is_contiguous () then
+            poolByIndices window x
+        else torch.nn.functional.max_pool2d(x, window)
 
     /// Flattens every axis after the first (the batch axis).
     [<CompiledName("Flatten")>]
