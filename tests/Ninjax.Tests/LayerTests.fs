@@ -293,14 +293,16 @@ let maxPoolTests =
     testList "maxPool2d" [
         testCase "matches TorchSharp's max_pool2d bit for bit: values and gradients, ties, NaN, sizes that do not divide, float64" <| fun () ->
             // Ties everywhere (rounded, then rectified: most windows hold several equal maxima),
-            // a NaN in some windows, heights and widths the window does not divide.
+            // a NaN in some windows, heights and widths the window does not divide; 8 channels or
+            // more take the channels-last indices, fewer max_pool2d itself.
             let cases =
                 [ 1UL, [| 4L; 16L; 8L; 8L |], 2, torch.float32
-                  2UL, [| 3L; 5L; 7L; 9L |], 2, torch.float32
-                  3UL, [| 2L; 3L; 9L; 6L |], 3, torch.float32
+                  2UL, [| 3L; 9L; 7L; 9L |], 2, torch.float32
+                  3UL, [| 2L; 8L; 9L; 6L |], 3, torch.float32
                   4UL, [| 2L; 1L; 6L; 6L |], 2, torch.float32
-                  5UL, [| 2L; 4L; 6L; 5L |], 1, torch.float32
-                  6UL, [| 2L; 4L; 6L; 6L |], 2, torch.float64 ]
+                  5UL, [| 2L; 3L; 6L; 5L |], 2, torch.float32
+                  6UL, [| 2L; 12L; 6L; 5L |], 1, torch.float32
+                  7UL, [| 2L; 8L; 6L; 6L |], 2, torch.float64 ]
             for seed, shape, size, dtype in cases do
                 let x = (randn seed shape * 2.0).round().relu().to_type dtype
                 let flat = x.view(-1L)
@@ -319,7 +321,7 @@ let maxPoolTests =
                 expectIdentical (torch.nan_to_num g.InputGrads.Head) (torch.nan_to_num expectedGrad) (label + ": gradients reach the same elements")
 
         testCase "a channels-last or strided input pools as max_pool2d does" <| fun () ->
-            let x = (randn 7UL [| 2L; 6L; 4L; 8L |] * 2.0).round()
+            let x = (randn 7UL [| 2L; 10L; 4L; 8L |] * 2.0).round()
             let channelsLast = x.permute(0L, 2L, 3L, 1L).contiguous().permute(0L, 3L, 1L, 2L)
             let strided = x.transpose(2L, 3L)
             for input, label in [ channelsLast, "channels-last"; strided, "transposed" ] do
