@@ -432,12 +432,12 @@ module internal Kernels =
     let lerp32 (weight: float32, start, target, out) = lerp (fma32V, fma32, weight, abs weight < 0.5f, start, target, out)
     /// lerp on float64 memory (see lerp).
     let lerp64 (weight: float, start, target, out) = lerp (fma64V, fma64, weight, abs weight < 0.5, start, target, out)
-    let private fma32W (a: Vector512<float32>) b c = Vector512.FusedMultiplyAdd(a, b, c)
-    let private fma64W (a: Vector512<float>) b c = Vector512.FusedMultiplyAdd(a, b, c)
-    let private squares32W (g: Vector512<float32>) : Vector512<float> =
+    let inline private fma32W (a: Vector512<float32>) b c = Vector512.FusedMultiplyAdd(a, b, c)
+    let inline private fma64W (a: Vector512<float>) b c = Vector512.FusedMultiplyAdd(a, b, c)
+    let inline private squares32W (g: Vector512<float32>) : Vector512<float> =
         let struct (lo, hi) = Vector512.Widen g
         Vector512.FusedMultiplyAdd(lo, lo, hi * hi)
-    let private squares64W (g: Vector512<float>) : Vector512<float> = g * g
+    let inline private squares64W (g: Vector512<float>) : Vector512<float> = g * g
 
     /// Adam on float32 memory (see adam; adamWide first where 512-bit vectors are fast).
     let adam32 (c: AdamStep<float32>, p: Span<float32>, g: Span<float32>, m: Span<float32>, v: Span<float32>, pOut: Span<float32>, mOut: Span<float32>, vOut: Span<float32>) =
