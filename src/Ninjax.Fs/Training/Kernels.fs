@@ -179,29 +179,32 @@ module internal Kernels =
     /// flushV for one element.
     let inline private flush (x: ^T) (threshold: ^T) : ^T = if abs x < threshold then LanguagePrimitives.GenericZero else x
 
-    /// One Adam or AdamW step: <c>m = b1 m + (1 - b1) g</c>, <c>v = b2 v + (1 - b2) g g</c>,
-    /// <c>p = p decay + stepSize m / (sqrt(max(v, floor)) + eps)</c>, rounded as libtorch's CPU
-    /// kernels round torch.optim's ops (add with alpha and addcmul fused multiply-adds). Returns
-    /// the sum of squares of the gradient as given (gradSquares).
-    let inline private adam
-        ([<InlineIfLambda>] fmaV: Vector< ^T> -> Vector< ^T> -> Vector< ^T> -> Vector< ^T>,
-         [<InlineIfLambda>] fma: ^T -> ^T -> ^T -> ^T,
-         [<InlineIfLambda>] squares: Vector< ^T> -> Vector<float>,
-         c: AdamStep< ^T>, p: Span< ^T>, g: Span< ^T>, m: Span< ^T>, v: Span< ^T>, pOut: Span< ^T>, mOut: Span< ^T>, vOut: Span< ^T>)
-        : float =
-        let pv = vectors p
-        let gv = vectors g
-        let mv = vectors m
-        let vv = vectors v
-        let pov = vectors pOut
-        let mov = vectors mOut
-        let vov = vectors vOut
-        let scale, l2 = Vector< ^T>(c.GradScale), Vector< ^T>(c.L2)
-        let b1, k1, b2, k2 = Vector< ^T>(c.Beta1), Vector< ^T>(c.Keep1), Vector< ^T>(c.Beta2), Vector< ^T>(c.Keep2)
-        let floor, eps, decay, stepSize = Vector< ^T>(c.Floor), Vector< ^T>(c.Eps), Vector< ^T>(c.Decay), Vector< ^T>(c.StepSize)
-        let flushM, flushVv, flushP = Vector< ^T>(c.FlushM), Vector< ^T>(c.FlushV), Vector< ^T>(c.FlushP)
-        let mutable first = Vector<float>.Zero
-        let mutable second = Vector<float>.Zero
+    /// A span's whole 512-bit vectors.
+    let inline private wideVectors<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType> (s: Span<'T>) : Span<Vector512<'T>> =
+        MemoryMarshal.Cast<'T, Vector512<'T>>(s)
+
+    /// Zero where |x| is below the threshold, for 512-bit vectors (see flushV).
+    let inline private flushW (x: Vector512< ^T>) (threshold: Vector512< ^T>) : Vector512< ^T> =
+        Vector512.ConditionalSelect(Vector512.LessThan(Vector512.Abs x, threshold), Vector512< ^T>.Zero, x)
+
+    /// adam's vector loop, over vectors of either width (Vector, Vector512): the operations that
+    /// differ between them come as functions, so that every lane computes the same thing at both
+    /// widths. Returns the sum of the two gradSquares accumulators.
+    let inline private adamLanes
+        ([<InlineIfLambda>] broadcast: ^T -> ^V,
+         [<InlineIfLambda>] fmaV: ^V -> ^V -> ^V -> ^V,
+         [<InlineIfLambda>] squares: ^V -> ^W,
+         [<InlineIfLambda>] flushV: ^V -> ^V -> ^V,
+         [<InlineIfLambda>] sqrtOfMax: ^V -> ^V -> ^V,
+         zero: ^W, c: AdamStep< ^T>,
+         pv: Span< ^V>, gv: Span< ^V>, mv: Span< ^V>, vv: Span< ^V>, pov: Span< ^V>, mov: Span< ^V>, vov: Span< ^V>)
+        : ^W =
+        let scale, l2 = broadcast c.GradScale, broadcast c.L2
+        let b1, k1, b2, k2 = broadcast c.Beta1, broadcast c.Keep1, broadcast c.Beta2, broadcast c.Keep2
+        let floor, eps, decay, stepSize = broadcast c.Floor, broadcast c.Eps, broadcast c.Decay, broadcast c.StepSize
+        let flushM, flushVv, flushP = broadcast c.FlushM, broadcast c.FlushV, broadcast c.FlushP
+        let mutable first = zero
+        let mutable second = zero
         for i in 0 .. pv.Length - 1 do
             let param = pv.[i]
             let raw = gv.[i]
@@ -212,12 +215,29 @@ module internal Kernels =
             let grad = if c.HasL2 then fmaV param l2 grad else grad
             let m1 = flushV (fmaV grad k1 (mv.[i] * b1)) flushM
             let v1 = flushV (fmaV (k2 * grad) grad (vv.[i] * b2)) flushVv
-            let denom = Vector.SquareRoot(Vector.Max(v1, floor)) + eps
+            let denom = sqrtOfMax v1 floor + eps
             mov.[i] <- m1
             vov.[i] <- v1
             pov.[i] <- flushV (param * decay + stepSize * m1 / denom) flushP
-        let mutable total = Vector.Sum(first + second)
-        for i in pv.Length * Vector< ^T>.Count .. p.Length - 1 do
+        first + second
+
+    /// One Adam or AdamW step: <c>m = b1 m + (1 - b1) g</c>, <c>v = b2 v + (1 - b2) g g</c>,
+    /// <c>p = p decay + stepSize m / (sqrt(max(v, floor)) + eps)</c>, rounded as libtorch's CPU
+    /// kernels round torch.optim's ops (add with alpha and addcmul fused multiply-adds). Returns
+    /// the sum of squares of the gradient as given (gradSquares).
+    let inline private adam
+        ([<InlineIfLambda>] fmaV: Vector< ^T> -> Vector< ^T> -> Vector< ^T> -> Vector< ^T>,
+         [<InlineIfLambda>] fma: ^T -> ^T -> ^T -> ^T,
+         [<InlineIfLambda>] squares: Vector< ^T> -> Vector<float>,
+         c: AdamStep< ^T>, p: Span< ^T>, g: Span< ^T>, m: Span< ^T>, v: Span< ^T>, pOut: Span< ^T>, mOut: Span< ^T>, vOut: Span< ^T>)
+        : float =
+        let vectorSum =
+            adamLanes (
+                (fun (x: ^T) -> Vector< ^T>(x)), fmaV, squares, flushV, (fun v floor -> Vector.SquareRoot(Vector.Max(v, floor))), Vector<float>.Zero, c,
+                vectors p, vectors g, vectors m, vectors v, vectors pOut, vectors mOut, vectors vOut
+            )
+        let mutable total = Vector.Sum vectorSum
+        for i in (p.Length / Vector< ^T>.Count) * Vector< ^T>.Count .. p.Length - 1 do
             let param = p.[i]
             let raw = g.[i]
             let x = float raw
@@ -236,42 +256,18 @@ module internal Kernels =
     /// how many it updated and their gradSquares sum. A processor with 512-bit arithmetic (AVX-512)
     /// runs it faster than the loop over Vector (256 bits wide there): Zen 4 takes the square
     /// roots and divisions of the wider vectors at a higher rate (the digits MLP's 85,000
-    /// parameters: 34 against 53 us). Each lane computes what adam's lanes compute, bit for bit.
+    /// parameters: 34 against 53 us).
     let inline private adamWide
         ([<InlineIfLambda>] fmaV: Vector512< ^T> -> Vector512< ^T> -> Vector512< ^T> -> Vector512< ^T>,
          [<InlineIfLambda>] squares: Vector512< ^T> -> Vector512<float>,
          c: AdamStep< ^T>, p: Span< ^T>, g: Span< ^T>, m: Span< ^T>, v: Span< ^T>, pOut: Span< ^T>, mOut: Span< ^T>, vOut: Span< ^T>)
         : struct (int * float) =
-        let pv = MemoryMarshal.Cast< ^T, Vector512< ^T>>(p)
-        let gv = MemoryMarshal.Cast< ^T, Vector512< ^T>>(g)
-        let mv = MemoryMarshal.Cast< ^T, Vector512< ^T>>(m)
-        let vv = MemoryMarshal.Cast< ^T, Vector512< ^T>>(v)
-        let pov = MemoryMarshal.Cast< ^T, Vector512< ^T>>(pOut)
-        let mov = MemoryMarshal.Cast< ^T, Vector512< ^T>>(mOut)
-        let vov = MemoryMarshal.Cast< ^T, Vector512< ^T>>(vOut)
-        let scale, l2 = Vector512.Create< ^T>(c.GradScale), Vector512.Create< ^T>(c.L2)
-        let b1, k1, b2, k2 = Vector512.Create< ^T>(c.Beta1), Vector512.Create< ^T>(c.Keep1), Vector512.Create< ^T>(c.Beta2), Vector512.Create< ^T>(c.Keep2)
-        let floor, eps, decay, stepSize = Vector512.Create< ^T>(c.Floor), Vector512.Create< ^T>(c.Eps), Vector512.Create< ^T>(c.Decay), Vector512.Create< ^T>(c.StepSize)
-        let flushM, flushVv, flushP = Vector512.Create< ^T>(c.FlushM), Vector512.Create< ^T>(c.FlushV), Vector512.Create< ^T>(c.FlushP)
-        let inline flushW (x: Vector512< ^T>) (threshold: Vector512< ^T>) =
-            Vector512.ConditionalSelect(Vector512.LessThan(Vector512.Abs x, threshold), Vector512< ^T>.Zero, x)
-        let mutable first = Vector512<float>.Zero
-        let mutable second = Vector512<float>.Zero
-        for i in 0 .. pv.Length - 1 do
-            let param = pv.[i]
-            let raw = gv.[i]
-            let sum = first + squares raw // gradSquares
-            first <- second
-            second <- sum
-            let grad = raw * scale
-            let grad = if c.HasL2 then fmaV param l2 grad else grad
-            let m1 = flushW (fmaV grad k1 (mv.[i] * b1)) flushM
-            let v1 = flushW (fmaV (k2 * grad) grad (vv.[i] * b2)) flushVv
-            let denom = Vector512.Sqrt(Vector512.Max(v1, floor)) + eps
-            mov.[i] <- m1
-            vov.[i] <- v1
-            pov.[i] <- flushW (param * decay + stepSize * m1 / denom) flushP
-        struct (pv.Length * Vector512< ^T>.Count, Vector512.Sum(first + second))
+        let sum =
+            adamLanes (
+                (fun (x: ^T) -> Vector512.Create< ^T>(x)), fmaV, squares, flushW, (fun v floor -> Vector512.Sqrt(Vector512.Max(v, floor))), Vector512<float>.Zero, c,
+                wideVectors p, wideVectors g, wideVectors m, wideVectors v, wideVectors pOut, wideVectors mOut, wideVectors vOut
+            )
+        struct ((p.Length / Vector512< ^T>.Count) * Vector512< ^T>.Count, Vector512.Sum sum)
 
     /// One SGD step: <c>buf = momentum buf + (1 - dampening) g</c> (<c>buf = g</c> at the first
     /// step), <c>d = g + momentum buf</c> with Nesterov or <c>buf</c>, <c>p = p - lr d</c>.
