@@ -435,18 +435,24 @@ module internal Kernels =
         Vector512.FusedMultiplyAdd(lo, lo, hi * hi)
     let inline private squares64W (g: Vector512<float>) : Vector512<float> = g * g
 
-    /// Adam on float32 memory (see adam; adamWide first where 512-bit vectors are fast).
-    let adam32 (c: AdamStep<float32>, p: Span<float32>, g: Span<float32>, m: Span<float32>, v: Span<float32>, pOut: Span<float32>, mOut: Span<float32>, vOut: Span<float32>) =
+    /// adam over the whole spans: adamWide first where 512-bit vectors are fast, then adam on the
+    /// elements left.
+    let inline private adamAll
+        ([<InlineIfLambda>] fmaV: Vector< ^T> -> Vector< ^T> -> Vector< ^T> -> Vector< ^T>,
+         [<InlineIfLambda>] fma: ^T -> ^T -> ^T -> ^T,
+         [<InlineIfLambda>] squares: Vector< ^T> -> Vector<float>,
+         [<InlineIfLambda>] fmaW: Vector512< ^T> -> Vector512< ^T> -> Vector512< ^T> -> Vector512< ^T>,
+         [<InlineIfLambda>] squaresW: Vector512< ^T> -> Vector512<float>,
+         c: AdamStep< ^T>, p: Span< ^T>, g: Span< ^T>, m: Span< ^T>, v: Span< ^T>, pOut: Span< ^T>, mOut: Span< ^T>, vOut: Span< ^T>) : float =
         if Vector512.IsHardwareAccelerated then
-            let struct (n, sum) = adamWide (fma32W, squares32W, c, p, g, m, v, pOut, mOut, vOut)
-            sum + adam (fma32V, fma32, squares32, c, p.Slice n, g.Slice n, m.Slice n, v.Slice n, pOut.Slice n, mOut.Slice n, vOut.Slice n)
-        else adam (fma32V, fma32, squares32, c, p, g, m, v, pOut, mOut, vOut)
-    /// Adam on float64 memory (see adam32).
-    let adam64 (c: AdamStep<float>, p: Span<float>, g: Span<float>, m: Span<float>, v: Span<float>, pOut: Span<float>, mOut: Span<float>, vOut: Span<float>) =
-        if Vector512.IsHardwareAccelerated then
-            let struct (n, sum) = adamWide (fma64W, squares64W, c, p, g, m, v, pOut, mOut, vOut)
-            sum + adam (fma64V, fma64, squares64, c, p.Slice n, g.Slice n, m.Slice n, v.Slice n, pOut.Slice n, mOut.Slice n, vOut.Slice n)
-        else adam (fma64V, fma64, squares64, c, p, g, m, v, pOut, mOut, vOut)
+            let struct (n, sum) = adamWide (fmaW, squaresW, c, p, g, m, v, pOut, mOut, vOut)
+            sum + adam (fmaV, fma, squares, c, p.Slice n, g.Slice n, m.Slice n, v.Slice n, pOut.Slice n, mOut.Slice n, vOut.Slice n)
+        else adam (fmaV, fma, squares, c, p, g, m, v, pOut, mOut, vOut)
+
+    /// Adam on float32 memory (see adamAll).
+    let adam32 (c: AdamStep<float32>, p, g, m, v, pOut, mOut, vOut) = adamAll (fma32V, fma32, squares32, fma32W, squares32W, c, p, g, m, v, pOut, mOut, vOut)
+    /// Adam on float64 memory (see adamAll).
+    let adam64 (c: AdamStep<float>, p, g, m, v, pOut, mOut, vOut) = adamAll (fma64V, fma64, squares64, fma64W, squares64W, c, p, g, m, v, pOut, mOut, vOut)
     /// SGD on float32 memory (see sgd).
     let sgd32 (c: SgdStep<float32>, p, g, buf, pOut, bufOut) = sgd (fma32V, fma32, squares32, c, p, g, buf, pOut, bufOut)
     /// SGD on float64 memory (see sgd).
