@@ -156,6 +156,12 @@ let private benchmarks (rounds: int) (argv: string[]) =
 
 [<EntryPoint>]
 let main argv =
+    // The library's process-wide tunings (MKL's kernels among them) before any diagnostic's first
+    // product, as a Ninjax program has them after its first purified call; printed so that every
+    // figure comes with the setting it was measured under.
+    Ninjax.Tuning.apply ()
+    for line in Ninjax.Tuning.describe () do
+        printfn "tuning: %s" line
     match List.ofArray argv with
     | "--distributed" :: rest ->
         // Under mpirun: the all-reduce's share of a data-parallel step.

@@ -81,26 +81,30 @@ let private batchNormAgrees (plain: torch.nn.Module<T, T>) (shape: int64[]) (mom
 let denseTests =
     testList "Dense" [
         testCase "every width computes x W + b with its gradients, whichever layout the product uses" <| fun () ->
-            // Widths that are not a multiple of 16 go through the weight's transpose (faster in MKL);
-            // the others through addmm. Both must give the plain formula and its gradients.
-            for units in [ 1; 10; 16; 20; 64 ] do
-                for useBias in [ true; false ] do
-                    for shape in [ [| 5L; 7L |]; [| 2L; 3L; 7L |] ] do
-                        let dense = Dense(units, useBias, name = "d")
-                        let x = randn 3UL shape
-                        let state = Nj.init 0L (fun x -> dense.Forward x) State.empty x
-                        let loss (x: T) = dense.Forward(x).square().sum()
-                        let _, (value, _, grads) = Nj.purify (fun x -> Nj.grad loss [ Target.Module dense ] x) state x
-                        let what = sprintf "%d units, bias %b, input %A" units useBias shape
-                        let w = state.["d/w"].detach().requires_grad_ true
-                        let b = if useBias then state.["d/b"].detach().requires_grad_ true else null
-                        let y = if useBias then x.matmul(w) + b else x.matmul w
-                        let expected = y.square().sum()
-                        expected.backward ()
-                        expectClose value (expected.detach ()) 1e-5 (what + ": loss")
-                        expectClose grads.["d/w"] w.grad 1e-5 (what + ": weight gradient")
-                        Expect.isTrue (grads.["d/w"].is_contiguous ()) (what + ": the weight gradient is contiguous (the fused optimizer reads it directly)")
-                        if useBias then expectClose grads.["d/b"] b.grad 1e-5 (what + ": bias gradient")
+            // Widths that are not a multiple of 16 go through the weight's transpose where MKL runs
+            // its Zen kernels, the others (and all widths elsewhere) through addmm. Both layouts,
+            // forced in turn on this thread, must give the plain formula and its gradients.
+            for transposed in [ true; false ] do
+                NarrowProducts.forced.Value <- Nullable transposed
+                use _ = { new IDisposable with member _.Dispose() = NarrowProducts.forced.Value <- Nullable() }
+                for units in [ 1; 10; 16; 20; 64 ] do
+                    for useBias in [ true; false ] do
+                        for shape in [ [| 5L; 7L |]; [| 2L; 3L; 7L |] ] do
+                            let dense = Dense(units, useBias, name = "d")
+                            let x = randn 3UL shape
+                            let state = Nj.init 0L (fun x -> dense.Forward x) State.empty x
+                            let loss (x: T) = dense.Forward(x).square().sum()
+                            let _, (value, _, grads) = Nj.purify (fun x -> Nj.grad loss [ Target.Module dense ] x) state x
+                            let what = sprintf "%d units, bias %b, input %A, narrow outputs transposed %b" units useBias shape transposed
+                            let w = state.["d/w"].detach().requires_grad_ true
+                            let b = if useBias then state.["d/b"].detach().requires_grad_ true else null
+                            let y = if useBias then x.matmul(w) + b else x.matmul w
+                            let expected = y.square().sum()
+                            expected.backward ()
+                            expectClose value (expected.detach ()) 1e-5 (what + ": loss")
+                            expectClose grads.["d/w"] w.grad 1e-5 (what + ": weight gradient")
+                            Expect.isTrue (grads.["d/w"].is_contiguous ()) (what + ": the weight gradient is contiguous (the fused optimizer reads it directly)")
+                            if useBias then expectClose grads.["d/b"] b.grad 1e-5 (what + ": bias gradient")
     ]
 
 [<Tests>]

@@ -34,5 +34,8 @@ let main argv =
         // Expecto runs tests on several threads at once; one intra-op thread each keeps libtorch's
         // thread pool from oversubscribing the cores (the tensors here are small).
         TorchSharp.torch.set_num_threads 1
+        // The process-wide tunings before any test's first product, so that every run of the
+        // suite uses the same MKL kernels whatever order the tests run in.
+        Ninjax.Tuning.apply ()
         let extra = [ CLIArguments.Append_Summary_Handler(SummaryHandler writeSummary) ]
         Tests.runTestsInAssemblyWithCLIArgs extra argv

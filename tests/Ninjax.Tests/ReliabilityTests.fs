@@ -153,6 +153,22 @@ let child (group: string) : int =
             b.Dispose()
         printfn "kept: %d" (HeapInfo.mallinfo2 ()).keepcost
         0
+    | "mkl" | "mkl-after-product" ->
+        // Makes the process's tunings (after a product of its own in the second group), prints
+        // what they came to, and checks a product against float64 arithmetic.
+        torch.set_num_threads 1
+        torch.manual_seed 3L |> ignore
+        let a = torch.randn (128L, 256L)
+        let b = torch.randn (256L, 96L)
+        if group = "mkl-after-product" then (a.matmul b).Dispose()
+        Tuning.apply ()
+        for line in Tuning.describe () do
+            printfn "tuning: %s" line
+        let product = a.matmul b
+        let exact = a.to_type(torch.float64).matmul(b.to_type torch.float64)
+        let error = (product.to_type torch.float64 - exact).abs().max().ToDouble()
+        printfn "product error: %g (largest entry %g)" error (exact.abs().max().ToDouble())
+        0
     | other ->
         eprintfn "unknown child group %s" other
         2
@@ -605,4 +621,68 @@ let tests =
                 match NativeHeap.blockedBy (env pairs) with
                 | Some why -> mentions why [ reason ]
                 | None -> failtestf "%A should leave the heap alone" pairs
+
+        // --------------------------------------------------------------------------------
+        // MKL's AVX-512 kernels on AMD processors (MklKernels)
+
+        testCase "on an AMD processor with AVX-512, MKL runs its AVX-512 kernels after the first call, and products stay exact to float32 (child processes)" <| fun () ->
+            let applies = (MklKernels.blockedBy (fun _ -> null) (MklKernels.processorVendor ()) (MklKernels.hasAvx512 ())).IsNone && OperatingSystem.IsLinux()
+            let run (group: string) (environment: (string * string) list) =
+                let code, output = runChild group (("MKL_VERBOSE", "1") :: environment)
+                Expect.equal code 0 ("the child ran:\n" + output)
+                let line (prefix: string) = output.Split('\n') |> Array.tryFind (fun l -> l.StartsWith prefix) |> Option.defaultWith (fun () -> failtestf "no line '%s' in:\n%s" prefix output)
+                // MKL_VERBOSE's first line names the instruction set MKL chose.
+                let verbose = line "MKL_VERBOSE oneMKL"
+                let error = (line "product error: ").Split(' ').[2] |> float
+                // A product of 256 terms of unit normals in float32: a few ulps of entries near 50.
+                Expect.isLessThan error 1e-3 ("the product agrees with float64 arithmetic:\n" + output)
+                line "tuning: MKL kernels: ", verbose
+            let mkl, verbose = run "mkl" []
+            if applies then
+                mentions mkl [ "AVX-512" ]
+                mentions verbose [ "AVX-512" ]
+                let off, verbose = run "mkl" [ MklKernels.SwitchVariable, "off" ]
+                mentions off [ "NINJAX_MKL_KERNELS=off" ]
+                Expect.isFalse (verbose.Contains "AVX-512") ("without the switch MKL keeps its AVX2 kernels (what the switch changes): " + verbose)
+                let late, verbose = run "mkl-after-product" []
+                mentions late [ "already chosen"; "Tuning.apply" ]
+                Expect.isFalse (verbose.Contains "AVX-512") ("MKL's choice was made before the switch: " + verbose)
+            else
+                mentions mkl [ "left to MKL" ]
+
+        testCase "the MKL switch leaves the user's MKL settings, other processors and other machine code alone" <| fun () ->
+            let env (pairs: (string * string) list) = fun name -> pairs |> List.tryFind (fun (k, _) -> k = name) |> Option.map snd |> Option.defaultValue null
+            Expect.isNone (MklKernels.blockedBy (env []) "AuthenticAMD" true) "AMD with AVX-512"
+            for pairs, vendor, avx512, reason in
+                [ [ MklKernels.SwitchVariable, "Off" ], "AuthenticAMD", true, "NINJAX_MKL_KERNELS=off"
+                  [ "MKL_CBWR", "AVX2" ], "AuthenticAMD", true, "MKL_CBWR"
+                  [ "MKL_ENABLE_INSTRUCTIONS", "AVX2" ], "AuthenticAMD", true, "MKL_ENABLE_INSTRUCTIONS"
+                  [], "GenuineIntel", true, "GenuineIntel"
+                  [], "AuthenticAMD", false, "no AVX-512" ] do
+                match MklKernels.blockedBy (env pairs) vendor avx512 with
+                | Some why -> mentions why [ reason ]
+                | None -> failtestf "%A on %s (AVX-512 %b) should leave MKL alone" pairs vendor avx512
+            // The load of the cached word: 8B 05 rel32, then the check's own bytes.
+            let tail = snd (List.head MklKernels.checks)
+            let code (rel: int) (rest: byte[]) = Array.concat [ [| 0x8Buy; 0x05uy |]; BitConverter.GetBytes rel; rest ]
+            Expect.equal (MklKernels.cachedWord (code 0x100 tail) 0x1000n tail) (Some 0x1106n) "entry + 6 + rel32"
+            Expect.equal (MklKernels.cachedWord (code -0x20 tail) 0x1000n tail) (Some 0xFE6n) "a negative displacement"
+            Expect.isNone (MklKernels.cachedWord (code 0x100 (Array.append [| 0x90uy |] tail)) 0x1000n tail) "other bytes after the load"
+            Expect.isNone (MklKernels.cachedWord (Array.append [| 0x8Buy; 0x0Duy |] (Array.sub (code 0x100 tail) 2 9)) 0x1000n tail) "another register"
+            Expect.isNone (MklKernels.cachedWord (Array.sub (code 0x100 tail) 0 8) 0x1000n tail) "too short"
+            let maps =
+                [ "7f0000000000-7f0000001000 r-xp 00000000 fd:01 42 /lib/libtorch_cpu.so"
+                  "7f0000002000-7f0000003000 rw-p 00002000 fd:01 42 /lib/libtorch_cpu.so"
+                  "7f0000003000-7f0000004000 rw-p 00000000 00:00 0 " ]
+            Expect.isTrue (MklKernels.writableIn maps "/lib/libtorch_cpu.so" 0x7f0000002ffcn) "inside the writable data"
+            Expect.isFalse (MklKernels.writableIn maps "/lib/libtorch_cpu.so" 0x7f0000002ffen) "a word that runs past its end"
+            Expect.isFalse (MklKernels.writableIn maps "/lib/libtorch_cpu.so" 0x7f0000000100n) "the code"
+            Expect.isFalse (MklKernels.writableIn maps "/lib/libtorch_cpu.so" 0x7f0000003100n) "another mapping"
+            Expect.isFalse (MklKernels.writableIn maps "/lib/other.so" 0x7f0000002100n) "another file"
+
+        testCase "Tuning.describe says what each process-wide setting came to" <| fun () ->
+            let lines = Tuning.describe ()
+            Expect.equal lines.Count 2 "the heap and MKL"
+            Expect.stringStarts lines.[0] "glibc heap: " "the heap first"
+            Expect.stringStarts lines.[1] "MKL kernels: " "then MKL"
     ]

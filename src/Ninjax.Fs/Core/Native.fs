@@ -44,7 +44,7 @@ module internal Native =
         else [ "libtorch_cpu.so" ]
 
     /// The libtorch_cpu mapped into this process, from /proc/self/maps (Linux), if any.
-    let private mappedTorchCpu () : string option =
+    let mappedTorchCpu () : string option =
         if not (OperatingSystem.IsLinux()) || not (File.Exists "/proc/self/maps") then None
         else LibTorchCheck.mappedPaths (File.ReadLines "/proc/self/maps") |> List.tryFind (fun p -> Path.GetFileName p = "libtorch_cpu.so")
 

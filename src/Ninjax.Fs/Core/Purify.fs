@@ -358,7 +358,7 @@ module Purify =
         if isNull state then
             raise (ArgumentNullException("state", sprintf "Pass a state (%s to start from nothing)." (Text.code opts.Language "State.empty" "States.Empty")))
         LibTorchCheck.ensure ()
-        NativeHeap.ensure ()
+        Tuning.apply ()
         // A state donated before cannot be used again: this raises, naming the call it went to.
         let input = state.Entries
         let outer =

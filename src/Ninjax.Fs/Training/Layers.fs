@@ -19,6 +19,28 @@ module Init =
     let glorotUniform (fanIn: int64) (fanOut: int64) : torch.Tensor =
         uniform (sqrt (6.0 / float (fanIn + fanOut))) [| fanIn; fanOut |]
 
+/// Which layout Dense multiplies narrow outputs in. MKL's AVX2 "Zen" kernels (an AMD processor
+/// whose MKL choice is left to MKL, see MklKernels) run products with an output width that is not
+/// a multiple of 16 (a head of 10 classes) two to three times slower with the weight as [inputs;
+/// units] than as [units; inputs] (forward, input gradient and weight gradient alike: 86 against 39
+/// us for a batch of 128 from 256 inputs to 10 units on the benchmark machine), which pays for a
+/// transposed copy of the weight (about 3 us, its gradient's as much). MKL's AVX-512 kernels show
+/// no such gap (19.7 against 17.5 us), so there the copy would only cost. `--layouts` in the bench
+/// measures both.
+module internal NarrowProducts =
+
+    // The rule for this process: decided at the first call, after the first purified call made
+    // MKL's choice.
+    let private byRule = lazy (MklKernels.processorVendor () = "AuthenticAMD" && MklKernels.status () <> MklChoice.Avx512)
+
+    /// The layout tests ask for on their own thread (null: the rule).
+    let forced = new Threading.ThreadLocal<Nullable<bool>>()
+
+    /// True when a narrow output's product goes through the weight's transposed copy.
+    let transposed () : bool =
+        let f = forced.Value
+        if f.HasValue then f.Value else byRule.Value
+
 /// A dense layer <c>y = x W + b</c> written in Ninjax's own idiom: its weight and bias are state
 /// entries created on first use, so the input size is taken from the first input.
 [<AllowNullLiteral>]
@@ -29,7 +51,7 @@ type Dense(units: int, [<Optional; DefaultParameterValue(true)>] useBias: bool, 
         if units <= 0 then
             raise (ArgumentOutOfRangeException("units", units, "A Dense layer needs at least one output unit."))
 
-    // An output width that MKL's products handle poorly in the [inputs; units] layout (see Forward).
+    // An output width that MKL's Zen kernels handle poorly in the [inputs; units] layout (NarrowProducts).
     let narrow = units > 1 && units % 16 <> 0
 
     /// The number of output units.
@@ -49,12 +71,8 @@ type Dense(units: int, [<Optional; DefaultParameterValue(true)>] useBias: bool, 
                 )
             )
         let b = if useBias then this.Get("b", fun () -> torch.zeros([| int64 units |], dtype = x.dtype)) else null
-        if narrow then
-            // The weight as TorchSharp's Linear keeps it, [units; inputs], copied each call: MKL's
-            // matrix products with an output width that is not a multiple of 16 (a head of 10 classes)
-            // run two to three times slower on the [inputs; units] layout (forward, input gradient and
-            // weight gradient alike: 86 against 39 us for a batch of 128 from 256 inputs to 10 units
-            // on the benchmark machine), and the copy costs about 3 us (its gradient as much).
+        if narrow && NarrowProducts.transposed () then
+            // The weight as TorchSharp's Linear keeps it, [units; inputs], copied each call.
             torch.nn.functional.linear (x, w.t().contiguous (), b)
         elif isNull b then x.matmul w
         // A batch of vectors takes the fused x W + b (one kernel forward and backward).
