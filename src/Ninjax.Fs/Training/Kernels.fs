@@ -254,7 +254,7 @@ module internal Kernels =
 
     /// adam's vector loop over 512-bit vectors, for the elements that fill whole ones; returns
     /// how many it updated and their gradSquares sum. A processor with 512-bit arithmetic (AVX-512)
-    /// runs it faster than the loop over Vector (256 bits wide there): Zen 4 takes the square
+    /// runs it faster than the loop over Vector (256 bits wide there): Zen 5 takes the square
     /// roots and divisions of the wider vectors at a higher rate (the digits MLP's 85,000
     /// parameters: 34 against 53 us).
     let inline private adamWide
