@@ -135,7 +135,15 @@ module internal MklKernels =
                      (torch.zeros 1L).Dispose()
                      match Native.mappedTorchCpu () with
                      | None -> MklChoice.Untouched "no libtorch_cpu.so is mapped into the process"
-                     | Some path -> switch path)
+                     | Some path ->
+                         // A speed setting must never fail a call: what cannot be read is left alone.
+                         try
+                             switch path
+                         with
+                         | :? DllNotFoundException
+                         | :? BadImageFormatException
+                         | :? IOException
+                         | :? UnauthorizedAccessException as e -> MklChoice.Untouched(sprintf "libtorch_cpu could not be inspected (%s)" e.Message))
 
     /// Makes the switch once per process (see the module); cheap afterwards.
     let ensure () : unit = outcome.Force() |> ignore
