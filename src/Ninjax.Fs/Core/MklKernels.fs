@@ -150,3 +150,10 @@ module internal MklKernels =
 
     /// What the switch came to (it happens on the first call of this or of ensure).
     let status () : MklChoice = outcome.Value
+
+    // An AMD processor whose MKL chooses its own kernels runs the AVX2 "Zen" ones.
+    let private zen = lazy (processorVendor () = "AuthenticAMD" && status () <> MklChoice.Avx512)
+
+    /// True when MKL runs its AVX2 "Zen" kernels in this process (makes the switch first if it is
+    /// not made yet).
+    let zenKernels () : bool = zen.Value

@@ -10,14 +10,18 @@ open System.Collections.Generic
 [<RequireQualifiedAccess>]
 module Tuning =
 
+    // Both settings behind one lazy value: every purified call asks for them.
+    let private applied =
+        lazy
+            (NativeHeap.ensure ()
+             MklKernels.ensure ())
+
     /// Makes the settings now, if they are not made yet. The library makes them at its first
     /// purified call (Nj.init, a purified function, Purify.run); call this at the start of a
     /// program that runs libtorch's matrix products before that, since MKL picks its kernels on
     /// its first call and keeps them.
     [<CompiledName("Apply")>]
-    let apply () : unit =
-        NativeHeap.ensure ()
-        MklKernels.ensure ()
+    let apply () : unit = applied.Force()
 
     /// One line per setting: what it did, or why it left things as they were. Makes the settings
     /// first if they are not made yet.

@@ -29,17 +29,13 @@ module Init =
 /// measures both.
 module internal NarrowProducts =
 
-    // The rule for this process: decided at the first call, after the first purified call made
-    // MKL's choice.
-    let private byRule = lazy (MklKernels.processorVendor () = "AuthenticAMD" && MklKernels.status () <> MklChoice.Avx512)
-
     /// The layout tests ask for on their own thread (null: the rule).
     let forced = new Threading.ThreadLocal<Nullable<bool>>()
 
     /// True when a narrow output's product goes through the weight's transposed copy.
     let transposed () : bool =
         let f = forced.Value
-        if f.HasValue then f.Value else byRule.Value
+        if f.HasValue then f.Value else MklKernels.zenKernels ()
 
 /// A dense layer <c>y = x W + b</c> written in Ninjax's own idiom: its weight and bias are state
 /// entries created on first use, so the input size is taken from the first input.
